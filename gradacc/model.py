@@ -1,0 +1,19 @@
+"""The protocol's model (torchvision ResNet-18, standard stem, 10 classes) and its SGD optimizer."""
+from __future__ import annotations
+
+import torch
+import torchvision
+
+from .config import Protocol
+
+
+def build_model(seed: int, device: torch.device) -> torch.nn.Module:
+    """A fresh ResNet-18 whose initial weights depend on the seed alone (seeded right before it is built)."""
+    torch.manual_seed(seed)
+    return torchvision.models.resnet18(num_classes=10).to(device)
+
+
+def build_optimizer(model: torch.nn.Module, protocol: Protocol) -> torch.optim.Optimizer:
+    """SGD, constant lr, momentum, SGD's own weight decay (applied to every parameter, as the seeds do)."""
+    return torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                           weight_decay=protocol.weight_decay)

@@ -1,0 +1,42 @@
+"""One PNG per run of its own series (pure: series in, file out)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+LABELS = {
+    "micro_iter_ms": ("timed micro-iteration", "forward + backward (ms)"),
+    "opt_step_ms": ("optimizer step", "optimizer step (ms)"),
+    "update_time_s": ("update", "update time (s)"),
+    "train_loss": ("epoch", "mean micro-batch loss"),
+    "train_loss_update": ("update", "mean micro-batch loss"),
+    "test_accuracy_epoch": ("epoch", "test accuracy (%)"),
+}
+
+
+def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path: Path,
+             window: tuple[int, int] | None = None) -> Path:
+    """A column of panels, one per series; `window` shades the steps that a summary averages over."""
+    names = [n for n in series if series[n][0]]
+    fig, axes = plt.subplots(len(names) or 1, 1, figsize=(7, 2.6 * max(len(names), 1)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        steps, values = series[name]
+        xlabel, ylabel = LABELS.get(name, ("step", name))
+        ax.plot(steps, values, marker="o" if len(steps) <= 20 else None, lw=1)
+        if window and name == "update_time_s":
+            ax.axvspan(window[0], window[1] - 1, color="tab:green", alpha=0.15, label="middle 60% (mean)")
+            ax.legend(loc="upper right")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,89 @@
+"""Runs one part of one configuration as a tracked run: measure, then log everything at once."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import time
+
+import click
+
+from .config import Protocol
+from .parts import Context, Result
+from .parts.converge import Diverged, run_converge
+from .parts.micro import run_micro
+from .parts.update import run_update_part
+from .plots import plot_run
+from .runtime import environment_report
+from .tracking import TrackedRun, print_link, series_csv, tracked_run
+
+PARTS = {"micro": run_micro, "update": run_update_part, "converge": run_converge}
+
+
+def progress_length(part: str, protocol: Protocol) -> int:
+    if part == "micro":
+        return protocol.warmup_micro_iters + protocol.timed_micro_iters
+    return protocol.total_updates
+
+
+@contextlib.contextmanager
+def progress_bar(length: int, label: str):
+    """click's progress bar on a terminal; silent otherwise. Yields a callback `advance(n)`."""
+    if not sys.stderr.isatty():
+        yield lambda n=1: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+@functools.cache
+def _environment_text(runtime) -> str:
+    return environment_report(runtime)  # pip freeze takes a second: once per process
+
+
+def run_name(part: str, protocol: Protocol) -> str:
+    return f"{part}-k{protocol.k}" + ("-smoke" if protocol.smoke else "")
+
+
+def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context) -> None:
+    """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt."""
+    run.log_metrics(result.series, result.summaries)
+    files = {f"series/{name}.csv": series_csv(*steps_values) for name, steps_values in result.series.items()}
+    files["environment.txt"] = _environment_text(ctx.runtime)
+    total = len(result.series.get("update_time_s", ([], []))[0])
+    window = (total // 5, total - total // 5) if total else None
+    title = f"{run_name(result.part, protocol)} on {ctx.runtime.device_name}"
+
+    def plot(root):
+        plot_run(title, result.series, root / "plots" / f"{result.part}.png", window=window)
+
+    run.log_files(files, writers=[plot])
+
+
+def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], experiment: str | None = None,
+            parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> Result:
+    """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted."""
+    name = run_name(part, protocol)
+    run_tags = {"gradacc.part": part, "gradacc.smoke": str(protocol.smoke).lower(), **(tags or {})}
+    with tracked_run(name, run_tags, experiment, parent_run_id) as run:
+        run.log_params({**given, **protocol.as_params(), **ctx.runtime.as_params()})
+        click.echo(f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), "
+                   f"k={protocol.k}, effective batch {protocol.effective_batch}, "
+                   f"{protocol.total_updates} updates", err=True)
+        result = Result(part)
+        ctx.reset_peak_memory()
+        start = time.perf_counter()
+        try:
+            with progress_bar(progress_length(part, protocol), name) as advance:
+                PARTS[part](protocol, ctx, result, advance)
+        except Diverged as err:
+            run.set_tags({"gradacc.failure": str(err)})
+            raise
+        finally:
+            result.summaries.update(wall_time_s=time.perf_counter() - start,
+                                    peak_memory_mb=ctx.peak_memory_mb())
+            write_result(run, result, protocol, ctx)
+        click.echo(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()), err=True)
+    print_link(run.experiment_id, run.run_id)
+    return result
+

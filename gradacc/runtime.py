@@ -1,0 +1,97 @@
+"""Where and how a configuration runs: device, CPU threads and determinism, resolved in one place."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import DEVICES, ConfigError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The resolved execution environment of a run; its fields are logged under their own keys."""
+
+    device: torch.device
+    device_name: str
+    torch_threads: int
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def as_params(self) -> dict[str, str]:
+        return {
+            "device_type": self.device.type,
+            "device_name": self.device_name,
+            "torch_threads": str(self.torch_threads),
+            "cpu_model": cpu_model(),
+            "torch_version": torch.__version__,
+            "cuda_version": str(torch.version.cuda),
+            "cudnn_deterministic": str(torch.backends.cudnn.deterministic).lower(),
+            "code_version": code_version(),
+        }
+
+
+def resolve_runtime(device: str, threads: int | None) -> Runtime:
+    """Pick the device, set torch's CPU thread count and the protocol's determinism settings."""
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine "
+                          "(use --device cpu or auto)")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
+    # The protocol: cuDNN deterministic, benchmark off (autotuning would also make timings drift).
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if use_cuda:
+        dev = torch.device("cuda", torch.cuda.current_device())
+        name = torch.cuda.get_device_name(dev)
+    else:
+        dev, name = torch.device("cpu"), cpu_model()
+    return Runtime(device=dev, device_name=name, torch_threads=torch.get_num_threads())
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def code_version() -> str:
+    """Git commit plus a dirty flag where the package sits in a git checkout, else the package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from . import __version__
+        return __version__
+
+
+def environment_report(runtime: Runtime) -> str:
+    """Host, device and installed packages: the environment.txt artifact of every run."""
+    try:
+        freeze = subprocess.run([os.sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True,
+                                timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        freeze = f"(pip freeze failed: {err})\n"
+    lines = [f"host: {platform.node()}", f"platform: {platform.platform()}",
+             f"python: {platform.python_version()}", f"cpu_count: {os.cpu_count()}"]
+    lines += [f"{key}: {value}" for key, value in runtime.as_params().items()]
+    return "\n".join(lines) + "\n\npip freeze:\n" + freeze
