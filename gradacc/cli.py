@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from .config import DEFAULT_KS, DEVICES, LOADERS, ConfigError, Protocol, smoke_protocol
+from .config import DEFAULT_KS, DEVICES, LOADERS, Protocol, smoke_protocol
+from .errors import GradaccError
 
 PARTS = ("micro", "update", "converge")
 
@@ -171,9 +172,6 @@ def _on_sigterm(signum, frame):
 
 def main(argv=None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
-    from .data import DataError
-    from .parts.converge import Diverged
-    from .tracking import TrackingError
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = cli.main(args=argv, prog_name="gradacc", standalone_mode=False)
@@ -182,7 +180,7 @@ def main(argv=None) -> None:
             err.param.opts and err.param.opts[0] not in err.format_message() else ""
         click.echo(f"gradacc: error: {err.format_message()}{hint}", err=True)
         sys.exit(2)
-    except (ConfigError, DataError, TrackingError, Diverged, click.ClickException) as err:
+    except (GradaccError, click.ClickException) as err:
         message = err.format_message() if isinstance(err, click.ClickException) else str(err)
         click.echo(f"gradacc: error: {message}", err=True)
         sys.exit(1)

@@ -4,15 +4,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .errors import ConfigError
+
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 LOADERS = ("device", "torchvision")
 DEVICES = ("auto", "cuda", "cpu")
 DEFAULT_KS = (1, 2, 4, 8)
-
-
-class ConfigError(ValueError):
-    """A configuration that the protocol cannot run; its message is shown to the user as one line."""
 
 
 @dataclass(frozen=True)

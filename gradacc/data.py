@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
+
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -17,10 +19,6 @@ URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"  # of the official tarball, as torchvision checks it
 ENV_VAR = "GRADACC_DATA_DIR"
 DEFAULT_DIR = "data"
-
-
-class DataError(RuntimeError):
-    """The data set cannot be found, fetched or read; the message says where and what to do."""
 
 
 @dataclass(frozen=True)

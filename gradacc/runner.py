@@ -10,7 +10,8 @@ import click
 
 from .config import Protocol
 from .parts import Context, Result
-from .parts.converge import Diverged, run_converge
+from .errors import Diverged
+from .parts.converge import run_converge
 from .parts.micro import run_micro
 from .parts.update import run_update_part
 from .plots import plot_run
@@ -66,7 +67,7 @@ def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], 
     name = run_name(part, protocol)
     run_tags = {"gradacc.part": part, "gradacc.smoke": str(protocol.smoke).lower(), **(tags or {})}
     with tracked_run(name, run_tags, experiment, parent_run_id) as run:
-        run.log_params({**given, **protocol.as_params(), **ctx.runtime.as_params()})
+        run.log_params(given, {**protocol.as_params(), **ctx.params()})
         click.echo(f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), "
                    f"k={protocol.k}, effective batch {protocol.effective_batch}, "
                    f"{protocol.total_updates} updates", err=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .config import DEVICES, ConfigError
+from .config import DEVICES
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)

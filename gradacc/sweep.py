@@ -14,7 +14,7 @@ def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: 
     smoke = any(p.smoke for p in protocols)
     name = "sweep" + ("-smoke" if smoke else "")
     with tracked_run(name, {"gradacc.part": "sweep", "gradacc.smoke": str(smoke).lower()}, experiment) as parent:
-        parent.log_params({**given, **ctx.runtime.as_params()})
+        parent.log_params(given, ctx.params())
         child_given = {k: v for k, v in given.items() if k not in ("ks", "parts")}
         for protocol in protocols:
             for part in parts:

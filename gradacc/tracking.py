@@ -13,15 +13,13 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from .errors import TrackingError
+
 SCHEMA_VERSION = "1"
 DEFAULT_EXPERIMENT = "gradacc"
 UI_ADDRESS = "http://127.0.0.1:5000"
 METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 PARAMS_PER_BATCH = 100
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be reached or used."""
 
 
 def client() -> MlflowClient:
@@ -62,17 +60,18 @@ class TrackedRun:
         self.run_id, self.experiment_id = run_id, exp_id
         self.client = client()
 
-    def log_params(self, params: dict[str, str]) -> None:
-        """Logs params, never changing one that is already there (`mlflow run` logs its parameters as given):
-        a resolved value that differs from the given one goes under `<key>_resolved`."""
+    def log_params(self, given: dict[str, str], resolved: dict[str, str]) -> None:
+        """Logs the options as given and the resolved config, never changing a param already there (`mlflow
+        run` logs its parameters as given, e.g. k=04): a resolved value that differs goes under `<key>_resolved`."""
         existing = self.client.get_run(self.run_id).data.params
-        todo = []
-        for key, value in params.items():
+        todo = {key: str(value) for key, value in given.items() if key not in existing}
+        for key, value in resolved.items():
             value = str(value)
-            if key not in existing:
-                todo.append(Param(key, value))
-            elif existing[key] != value and f"{key}_resolved" not in existing:
-                todo.append(Param(f"{key}_resolved", value))
+            if key not in existing and key not in todo:
+                todo[key] = value
+            elif existing.get(key, todo.get(key)) != value:
+                todo[f"{key}_resolved"] = value
+        todo = [Param(key, value) for key, value in todo.items()]
         for start in range(0, len(todo), PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=todo[start: start + PARAMS_PER_BATCH])
 

@@ -21,11 +21,16 @@ class Context:
 
     runtime: Runtime
     subset: Subset
+    data_path: Path
     _device_cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def prepare(cls, runtime: Runtime, data_root: Path, train_size: int, test_size: int) -> "Context":
-        return cls(runtime, load_subset(data_root, train_size, test_size))
+        return cls(runtime, load_subset(data_root, train_size, test_size), data_root.resolve())
+
+    def params(self) -> dict[str, str]:
+        """Resolved runtime values, each under its own key."""
+        return {**self.runtime.as_params(), "data_path": str(self.data_path)}
 
     def _cached(self, key: str, make):
         if key not in self._device_cache:

@@ -7,12 +7,9 @@ import torch
 
 from ..config import Protocol
 from ..engine import evaluate, run_update
+from ..errors import Diverged
 from ..model import build_model, build_optimizer
 from . import Context, Result, noop, series_from
-
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite; the run stops early."""
 
 
 def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
