@@ -150,20 +150,28 @@ part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fix
               help="Accumulation factors to run, comma-separated.")
 @click.option("--parts", "parts", default=",".join(PARTS), show_default=True,
               help="Parts to run for each k, comma-separated (micro, update, converge).")
+@click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
+              help="Seeds per configuration: --seed, --seed+1, ...")
+@click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              help="Measure again even where a FINISHED run of the same config and code version exists.")
+@click.option("--study", default="", show_default="a new id",
+              help="Study id to tag the runs with (reuse one to extend or resume a study).")
 @common_options
-def sweep(ks, parts, epochs, seed, device, loader, threads, data_dir, experiment, smoke):
-    """The study: each part for each k, in one process, as child runs of one parent run."""
+def sweep(ks, parts, repeats, force, study, epochs, seed, device, loader, threads, data_dir, experiment, smoke):
+    """The study: each part for each k, in one process, as child runs of one parent run. Configurations
+    already measured by the same code are reused, not run again."""
     from .sweep import run_sweep
     chosen = [p.strip() for p in parts.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PARTS))
     if unknown or not chosen:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
-    protocols = [build_protocol(k, epochs, seed, loader, smoke) for k in ks]
+    protocols = [build_protocol(k, epochs, s, loader, smoke) for s in range(seed, seed + repeats) for k in ks]
     ctx = prepare(protocols, device, threads, data_dir)
     given = given_params(device, loader, threads, data_dir, smoke, epochs=epochs, seed=seed)
-    run_sweep(protocols, chosen, ctx, dict(given, ks=",".join(map(str, ks)), parts=",".join(chosen)),
-              experiment)
+    given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
+                 force=str(force).lower(), study=study)
+    run_sweep(protocols, chosen, ctx, given, experiment, study=study or None, force=force)
 
 
 def _on_sigterm(signum, frame):
@@ -184,10 +192,11 @@ def main(argv=None) -> None:
         message = err.format_message() if isinstance(err, click.ClickException) else str(err)
         click.echo(f"gradacc: error: {message}", err=True)
         sys.exit(1)
-    except Terminated:
-        click.echo("gradacc: terminated; what was measured is logged, the run ends KILLED", err=True)
-        sys.exit(143)
-    except (KeyboardInterrupt, click.Abort):
+    except (KeyboardInterrupt, click.Abort) as err:
+        # click turns any KeyboardInterrupt (Terminated included) into Abort, keeping it as __context__.
+        if isinstance(err, Terminated) or isinstance(err.__context__, Terminated):
+            click.echo("gradacc: terminated; what was measured is logged, the run ends KILLED", err=True)
+            sys.exit(143)
         click.echo("gradacc: interrupted; what was measured is logged, the run ends KILLED", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -7,6 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LABELS = {
     "micro_iter_ms": ("timed micro-iteration", "forward + backward (ms)"),
@@ -27,9 +29,14 @@ def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path:
         steps, values = series[name]
         xlabel, ylabel = LABELS.get(name, ("step", name))
         ax.plot(steps, values, marker="o" if len(steps) <= 20 else None, lw=1)
-        if window and name == "update_time_s":
-            ax.axvspan(window[0], window[1] - 1, color="tab:green", alpha=0.15, label="middle 60% (mean)")
+        if name in ("micro_iter_ms", "opt_step_ms", "update_time_s"):
+            lo, hi = window if window and name == "update_time_s" else (0, len(values))
+            mean = float(np.mean(values[lo:hi]))
+            if (lo, hi) != (0, len(values)):
+                ax.axvspan(lo, hi - 1, color="tab:green", alpha=0.15, label="middle 60%")
+            ax.axhline(mean, color="tab:red", lw=1, ls="--", label=f"mean {mean:.4g}")
             ax.legend(loc="upper right")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(name)

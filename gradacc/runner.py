@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import sys
 import time
 
@@ -46,6 +48,14 @@ def run_name(part: str, protocol: Protocol) -> str:
     return f"{part}-k{protocol.k}" + ("-smoke" if protocol.smoke else "")
 
 
+def config_key(part: str, protocol: Protocol, ctx: Context) -> str:
+    """What makes two runs the same measurement: part, the whole protocol, the device, threads and code version."""
+    runtime = ctx.runtime.as_params()
+    fields = {"part": part, **protocol.as_params(),
+              **{key: runtime[key] for key in ("device_type", "device_name", "torch_threads", "code_version")}}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context) -> None:
     """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt."""
     run.log_metrics(result.series, result.summaries)
@@ -65,12 +75,14 @@ def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], 
             parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> Result:
     """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted."""
     name = run_name(part, protocol)
-    run_tags = {"gradacc.part": part, "gradacc.smoke": str(protocol.smoke).lower(), **(tags or {})}
+    run_tags = {"gradacc.part": part, "gradacc.smoke": str(protocol.smoke).lower(),
+                "gradacc.config": config_key(part, protocol, ctx), **(tags or {})}
     with tracked_run(name, run_tags, experiment, parent_run_id) as run:
         run.log_params(given, {**protocol.as_params(), **ctx.params()})
-        click.echo(f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), "
-                   f"k={protocol.k}, effective batch {protocol.effective_batch}, "
-                   f"{protocol.total_updates} updates", err=True)
+        work = (f"{protocol.warmup_micro_iters} warm-up + {protocol.timed_micro_iters} timed micro-iterations"
+                if part == "micro" else f"{protocol.total_updates} updates")
+        click.echo(f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), k={protocol.k}, "
+                   f"effective batch {protocol.effective_batch}, {work}", err=True)
         result = Result(part)
         ctx.reset_peak_memory()
         start = time.perf_counter()

@@ -1,6 +1,8 @@
 """Where and how a configuration runs: device, CPU threads and determinism, resolved in one place."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 import subprocess
@@ -71,15 +73,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def code_version() -> str:
     """Git commit plus a dirty flag where the package sits in a git checkout, else the package version."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, check=True,
+                              timeout=10).stdout
+        # A dirty tree is named by its diff, so that runs of two different edits are never taken for equal.
+        return commit + (f"-dirty-{hashlib.sha1(diff).hexdigest()[:8]}" if diff.strip() else "")
     except (OSError, subprocess.SubprocessError):
         from . import __version__
         return __version__

@@ -114,15 +114,32 @@ class TorchvisionStream:
                                  generator=torch.Generator().manual_seed(seed))
         self.device = device
         self.iterator = None
+        # Without workers the transforms draw from this process's global RNG, which the generator does not
+        # seed: they get a private RNG state, seeded as the DataLoader seeds worker 0 (the generator's first
+        # draw), swapped in around each fetch.
+        self.rng_state = None
+        if workers == 0:
+            first = torch.empty((), dtype=torch.int64).random_(generator=torch.Generator().manual_seed(seed))
+            self.rng_state = torch.Generator().manual_seed(first.item()).get_state()
+
+    def _fetch(self):
+        if self.rng_state is None:
+            return next(self.iterator)
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng_state)
+            try:
+                return next(self.iterator)
+            finally:
+                self.rng_state = torch.get_rng_state()
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.iterator is None:
             self.iterator = iter(self.loader)
         try:
-            images, labels = next(self.iterator)
+            images, labels = self._fetch()
         except StopIteration:  # the stream runs on across epoch ends, reshuffled
             self.iterator = iter(self.loader)
-            images, labels = next(self.iterator)
+            images, labels = self._fetch()
         return (images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True))
 
     def close(self) -> None:

@@ -104,6 +104,18 @@ class TrackedRun:
         self.client.set_terminated(self.run_id, status=status)
 
 
+def find_finished_run(exp_id: str, config_key: str) -> str | None:
+    """The newest FINISHED run of the experiment whose tag gradacc.config equals config_key, if any."""
+    found = client().search_runs([exp_id], filter_string=f"tags.`gradacc.config` = '{config_key}' and "
+                                 "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+                                 max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def add_tags(run_id: str, tags: dict[str, str]) -> None:
+    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
 def series_csv(steps: list[int], values: list[float]) -> str:
     rows = ["step,value"] + [f"{s},{v!r}" for s, v in zip(steps, values)]
     return "\n".join(rows) + "\n"
