@@ -80,10 +80,15 @@ def code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, check=True,
-                              timeout=10).stdout
-        # A dirty tree is named by its diff, so that runs of two different edits are never taken for equal.
-        return commit + (f"-dirty-{hashlib.sha1(diff).hexdigest()[:8]}" if diff.strip() else "")
+        changes = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, check=True,
+                                 timeout=10).stdout
+        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "-z"], cwd=root,
+                                   capture_output=True, check=True, timeout=10).stdout
+        for name in filter(None, untracked.split(b"\0")):
+            path = root / name.decode()
+            changes += name + (path.read_bytes() if path.is_file() else b"")
+        # A dirty tree is named by its changes, so that runs of two different edits are never taken for equal.
+        return commit + (f"-dirty-{hashlib.sha1(changes).hexdigest()[:8]}" if changes.strip() else "")
     except (OSError, subprocess.SubprocessError):
         from . import __version__
         return __version__

@@ -37,7 +37,8 @@ def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: 
     with tracked_run(name, tags, experiment) as parent:
         parent.log_params(given, ctx.params())
         click.echo(f"sweep: study {study}, {len(protocols) * len(parts)} runs", err=True)
-        child_given = {k: v for k, v in given.items() if k not in ("ks", "parts", "repeats", "force", "study")}
+        child_given = {k: v for k, v in given.items()
+                       if k not in ("ks", "parts", "repeats", "force", "study", "output")}
         for protocol in protocols:
             for part in parts:
                 key = config_key(part, protocol, ctx)

@@ -1,0 +1,134 @@
+"""`gradacc compare`: the store's runs -> table, plots and HTML report in a folder, logged as a `compare` run."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import click
+
+from .config import DEFAULT_KS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .compare import Section
+
+# mlflow, pandas and matplotlib are imported when a comparison runs, not when the CLI starts.
+DEFAULT_OUTPUT = "compare-output"
+PARTS = ("micro", "update", "converge")
+STUDY_TAG = "gradacc.study"
+
+
+def expected_from_sweeps(runs: pd.DataFrame) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The K values and parts that the study's sweep run(s) asked for; the protocol's where there is none."""
+    sweeps = runs[runs["part"] == "sweep"]
+    ks, parts = set(), set()
+    for value in sweeps["ks"].dropna():
+        ks |= {int(k) for k in str(value).split(",") if k.strip().isdigit()}
+    for value in sweeps["parts"].dropna():
+        parts |= {p.strip() for p in str(value).split(",") if p.strip() in PARTS}
+    return tuple(sorted(ks)) or DEFAULT_KS, tuple(p for p in PARTS if p in parts) or PARTS
+
+
+def _write(path: Path, content: str | bytes, written: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    written.append(path)
+
+
+def write_outputs(sections: list[Section], series: pd.DataFrame, output_dir: Path, title: str,
+                  source: str) -> tuple[Path, list[Path]]:
+    """Plots (plots/ for one setting, plots/<setting>/ for several), table.md, table.csv, report.html."""
+    from .compare import CompareError, tables_csv, tables_markdown
+    from .compare_plots import write_plots
+    from .report import render_report
+    written: list[Path] = []
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        plots = {}
+        for section in sections:
+            folder = output_dir / "plots" / (section.slug if len(sections) > 1 else "")
+            plots[section.slug] = write_plots(section, series, folder)
+            written += plots[section.slug].values()
+        _write(output_dir / "table.md", tables_markdown(sections, title), written)
+        _write(output_dir / "table.csv", tables_csv(sections), written)
+        report = output_dir / "report.html"
+        _write(report, render_report(sections, series, plots, title, source), written)
+    except OSError as err:
+        raise CompareError(f"cannot write the comparison to {output_dir}: "
+                           f"{err.strerror or type(err).__name__}"
+                           f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+    return report, written
+
+
+def _log_compare_run(name: str, study: str | None, output_dir: Path, written: list[Path],
+                     sections: list[Section], include_smoke: bool, parent_run_id: str | None) -> None:
+    from .tracking import print_link, tracked_run
+    tags = {"gradacc.part": "compare", "gradacc.smoke": str(include_smoke).lower()}
+    if study:
+        tags.update({f"{STUDY_TAG}.{study}": "1", STUDY_TAG: study})
+
+    def copy(root: Path) -> None:
+        for path in written:
+            target = root / path.relative_to(output_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+    with tracked_run("compare", tags, name, parent_run_id) as run:
+        run.log_params({"study": study or "", "output": str(output_dir)},
+                       {"experiment": name, "include_smoke": str(include_smoke).lower()})
+        run.log_metrics({}, {"runs_compared": sum(len(s.runs) for s in sections), "settings": len(sections)})
+        run.log_files({}, writers=[copy])
+    print_link(run.experiment_id, run.run_id)
+
+
+def run_compare(experiment: str | None = None, study: str | None = None,
+                output_dir: str | Path = DEFAULT_OUTPUT, parent_run_id: str | None = None,
+                include_smoke: bool = False, log: bool = True) -> Path:
+    """Compare the experiment's (or one study's) runs: print the table, write plots, table.md, table.csv and
+    report.html to output_dir, log them as artifacts of a `compare` run (child of parent_run_id if given).
+    Returns the report's path. Raises CompareError (a GradaccError) when there is nothing to compare."""
+    import pandas as pd
+
+    from .compare import LOSS_KEYS, build_sections, tables_text
+    from .results import load_runs, load_series, resolve_experiments
+    study = study or None
+    output_dir = Path(output_dir)
+    (exp_id, name), = resolve_experiments(experiment)
+    runs = load_runs(exp_id, study=study, parts=None, include_smoke=include_smoke, statuses=None)
+    expected_ks, expected_parts = expected_from_sweeps(runs) if study else (DEFAULT_KS, PARTS)
+    where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
+    sections = build_sections(runs, expected_ks, expected_parts, where=where)
+    chosen = pd.concat([s.runs for s in sections], ignore_index=True)
+    series = load_series(chosen[chosen["part"] == "converge"], keys=LOSS_KEYS)
+    title = f"gradacc study {study}" if study else f"gradacc experiment {name}"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    source = (f"From experiment {name!r} (id {exp_id}){', study ' + repr(study) if study else ''}: "
+              f"{len(chosen)} runs in {len(sections)} setting(s); generated {now}.")
+    report, written = write_outputs(sections, series, output_dir, title, source)
+    click.echo(f"compare: {source}", err=True)
+    click.echo(tables_text(sections), nl=False)
+    click.echo(f"compare: report {report}; plots and tables in {output_dir}", err=True)
+    if log:
+        _log_compare_run(name, study, output_dir, written, sections, include_smoke, parent_run_id)
+    return report
+
+
+@click.command("compare")
+@click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else gradacc",
+              help="MLflow experiment (name or id) whose runs are compared.")
+@click.option("--study", default="", show_default="all runs of the experiment",
+              help="Only the runs of this sweep's study id (tag gradacc.study.<ID>).")
+@click.option("--output", "output_dir", default=DEFAULT_OUTPUT, show_default=True,
+              type=click.Path(file_okay=False), help="Folder for the plots, table.md, table.csv and report.html.")
+@click.option("--include-smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              show_default=True, help="Compare smoke runs too (kept apart from full-protocol runs).")
+def compare(experiment, study, output_dir, include_smoke):
+    """Compare the study's runs from the tracking store: table, plots and an HTML report (Parts 1-4)."""
+    run_compare(experiment, study or None, output_dir, include_smoke=include_smoke)

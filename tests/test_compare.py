@@ -1,0 +1,294 @@
+"""compare on synthetic runs: groups, newest per seed, mean ± std, K order, missing K, plots, report, CLI."""
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import click
+import matplotlib.image
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from compare_support import SyntheticStore, fresh_store, runs_frame
+from gradacc.compare import (CompareError, build_sections, table_markdown, table_text, tables_csv,
+                             tables_markdown)
+from gradacc.compare_cli import compare, expected_from_sweeps, run_compare
+from gradacc.compare_plots import write_plots
+from gradacc.errors import GradaccError
+from gradacc.report import RESNET18_PARAMS, discussion, part1, part2, part3, render_report
+from gradacc.results import load_runs, load_series
+
+KS = (1, 2, 4, 8, 16)
+
+
+def micro_ms(k, seed):
+    return 100.0 + 10.0 * (seed - 42)
+
+
+def accuracy(k, seed):
+    return 45.0 - 2.0 * math.log2(k) + (seed - 42)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Study S (sweep asked for K 1..16): every part for K 1, 2, 4, 16 with seed 42, and K 1, 2 with seed 43
+    too; K=8 has micro and converge but no update run; micro K=4 seed 42 repeated later (the newer wins).
+    Also in S, kept apart or left out: torchvision-loader update runs, a smoke run, a FAILED run. Outside S:
+    a micro run of K=1 seed 45."""
+    with pytest.MonkeyPatch.context() as mp:
+        fresh_store(tmp_path_factory.mktemp("compare"), mp)
+        s = SyntheticStore()
+        ids = {"sweep": s.sweep_run("S", KS)}
+        ids.update(s.sweep(ks=(1, 2, 4, 16), seeds=(42,), study="S", micro_ms=micro_ms, accuracy=accuracy,
+                           log_sweep_run=False))
+        ids.update(s.sweep(ks=(1, 2), seeds=(43,), study="S", micro_ms=micro_ms, accuracy=accuracy,
+                           log_sweep_run=False))
+        for part in ("micro", "converge"):
+            ids[part, 8, 42] = s.log(part, 8, micro_ms=100.0, accuracy=accuracy(8, 42), studies=("S",))
+        ids["repeat"] = s.log("micro", 4, micro_ms=130.0, studies=("S",))
+        ids["tv1"] = s.log("update", 1, loader="torchvision", micro_ms=100.0, update_extra_ms=50.0, studies=("S",))
+        ids["tv8"] = s.log("update", 8, loader="torchvision", micro_ms=100.0, update_extra_ms=50.0, studies=("S",))
+        ids["smoke"] = s.log("converge", 4, smoke=True, accuracy=99.0, studies=("S",))
+        ids["failed"] = s.log("micro", 1, seed=44, micro_ms=999.0, status="FAILED", studies=("S",))
+        ids["outside"] = s.log("micro", 1, seed=45, micro_ms=200.0)
+        yield s, ids
+
+
+@pytest.fixture(scope="module")
+def sections(study):
+    runs = load_runs(study="S", parts=None, statuses=None)
+    assert expected_from_sweeps(runs) == (KS, ("micro", "update", "converge"))
+    return build_sections(runs, *expected_from_sweeps(runs))
+
+
+def test_groups_are_kept_apart(sections):
+    assert len(sections) == 2
+    device, tv = sections
+    assert set(device.runs["loader"]) == {"device"} and set(tv.runs["loader"]) == {"torchvision"}
+    assert "loader torchvision" in tv.label and tv.slug != device.slug
+    row = tv.table.set_index("k").loc[1]
+    assert row.update_n == 1 and row.update_time_s_mean == pytest.approx((100 + 5 + 50) / 1e3)
+    # seeds 42 and 43 (0.107 and 0.117 s), never averaged with the torchvision loader's 0.155 s
+    assert device.table.set_index("k").loc[1, "update_time_s_mean"] == pytest.approx(0.112)
+
+
+def test_table_values_order_and_repeats(sections, study):
+    _s, ids = study
+    table = sections[0].table.set_index("k")
+    assert list(table.index) == [1, 2, 4, 8, 16]  # numerically
+    assert table.loc[1, "micro_n"] == 2  # seeds 42 and 43; the FAILED seed 44 and the run outside S left out
+    assert table.loc[1, "micro_iter_ms_mean"] == pytest.approx(105.0)
+    assert table.loc[1, "micro_iter_ms_mean_sd"] == pytest.approx(math.sqrt(50.0))
+    assert table.loc[1, "test_accuracy"] == pytest.approx(45.5)
+    assert table.loc[1, "test_accuracy_sd"] == pytest.approx(math.sqrt(0.5))
+    assert table.loc[4, "micro_n"] == 1 and table.loc[4, "micro_iter_ms_mean"] == pytest.approx(130.0)  # newest
+    assert math.isnan(table.loc[4, "micro_iter_ms_mean_sd"])
+    assert table.loc[4, "test_accuracy"] == pytest.approx(accuracy(4, 42))  # the smoke run (99%) is left out
+    assert table.loc[16, "effective_batch"] == 1024 and table.loc[16, "total_updates"] == 50
+    assert table.loc[2, "throughput_img_s"] == pytest.approx((128 / 0.207 + 128 / 0.227) / 2)  # seeds 42, 43
+    assert table.loc[8, "update_n"] == 0 and math.isnan(table.loc[8, "update_time_s_mean"])
+    chosen = set(sections[0].runs["run_id"])
+    assert ids["repeat"] in chosen and ids["micro", 4, 42] not in chosen
+    assert not {ids["failed"], ids["smoke"], ids["outside"], ids["sweep"]} & chosen
+
+
+def test_missing_k_and_parts_reported(sections):
+    device, tv = sections
+    assert device.missing == ["no update runs for K=8"]
+    assert "no micro runs for K=1, 2, 4, 8, 16" in tv.missing and "no update runs for K=2, 4, 16" in tv.missing
+    assert "- no update runs for K=8" in tables_markdown(sections)
+
+
+def test_renderings(sections):
+    md = table_markdown(sections[0])
+    ks = [line.split("|")[1].strip() for line in md.splitlines()[2:]]
+    assert ks == ["1", "2", "4", "8", "16"]
+    assert "| 105.0 ± 7.1 |" in md and "| 45.5 ± 0.7 |" in md and "| 130.0 |" in md
+    k8 = md.splitlines()[5].split("|")
+    assert k8[5].strip() == "-" and k8[8].strip() == "1/0/1"
+    text = table_text(sections[0])
+    assert "105.0 ± 7.1" in text and len({len(line) for line in text.splitlines()}) == 1  # aligned
+    csv = pd.read_csv(io.StringIO(tables_csv(sections)))
+    assert list(csv.loc[csv["loader"] == "device", "k"]) == [1, 2, 4, 8, 16]
+    assert list(csv.loc[csv["loader"] == "torchvision", "k"]) == [1, 8]
+
+
+def test_plots_and_report(sections, study, tmp_path):
+    series = load_series(pd.concat([s.runs for s in sections]), keys=("train_loss", "train_loss_update"))
+    plots = {s.slug: write_plots(s, series, tmp_path / s.slug) for s in sections}
+    assert set(plots[sections[0].slug]) == {"micro_time_vs_k", "throughput_vs_batch", "loss_vs_epoch",
+                                            "update_time_vs_k", "accuracy_vs_k", "loss_vs_updates"}
+    assert set(plots[sections[1].slug]) == {"throughput_vs_batch", "update_time_vs_k"}
+    for path in plots[sections[0].slug].values():
+        image = matplotlib.image.imread(path)
+        assert image.shape[0] > 300 and image.shape[1] > 500 and image[..., :3].std() > 0.05
+    page = render_report(sections, series, plots, "study S", "from a test")
+    assert page.count("<img ") == 8 and page.count("data:image/png;base64,") == 8
+    assert not re.search(r"src=['\"]?(https?:|file:|/)", page)  # self-contained
+    _s, ids = study
+    assert ids["repeat"] in page and ids["micro", 1, 43] in page
+    assert ids["failed"] not in page and ids["smoke"] not in page and ids["micro", 4, 42] not in page
+    assert "Test CPU (cpu), loader device" in page and "Test CPU (cpu), loader torchvision" in page
+    assert "no update runs for K=8" in page and "Part 4: what real synchronous SGD adds" in page
+
+
+def test_run_compare_writes_and_logs(study, tmp_path, capsys):
+    report = run_compare(None, "S", tmp_path / "out")
+    out = capsys.readouterr().out
+    assert report == tmp_path / "out" / "report.html" and report.stat().st_size > 10_000
+    assert "105.0 ± 7.1" in out and "no update runs for K=8" in out
+    files = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert {"report.html", "table.md", "table.csv", "plots/cpu-device-t2/micro_time_vs_k.png",
+            "plots/cpu-torchvision-t2/throughput_vs_batch.png"} <= files
+    client = MlflowClient()
+    s, _ids = study
+    logged = client.search_runs([s.exp_id], "tags.`gradacc.part` = 'compare' and tags.`gradacc.study.S` = '1'")
+    assert len(logged) >= 1
+    run = logged[0]
+    assert run.info.run_name == "compare" and run.info.status == "FINISHED"
+    assert run.data.params["study"] == "S" and run.data.metrics["settings"] == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.html", "table.md", "table.csv", "plots"} <= artifacts
+    assert load_runs(study="S", parts=["compare"]).shape[0] >= 1  # and compare leaves it out of the table
+    assert "compare" not in set(build_sections(load_runs(study="S", parts=None))[0].runs["part"])
+
+
+def test_whole_experiment_includes_runs_outside_the_study(study, tmp_path):
+    _s, ids = study
+    sections = build_sections(load_runs(parts=None))
+    assert ids["outside"] in set(sections[0].runs["run_id"])
+    assert sections[0].table.set_index("k").loc[1, "micro_n"] == 3
+
+
+def test_empty_store_is_one_line(tmp_path, monkeypatch):
+    fresh_store(tmp_path, monkeypatch)
+    SyntheticStore()
+    with pytest.raises(CompareError) as err:
+        run_compare(None, None, tmp_path / "out")
+    assert "no finished micro, update, converge runs to compare in experiment 'gradacc'" in str(err.value)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+    SyntheticStore().log("converge", 1, smoke=True)
+    with pytest.raises(CompareError, match="smoke runs are left out"):
+        run_compare(None, None, tmp_path / "out")
+    assert run_compare(None, None, tmp_path / "out", include_smoke=True, log=False).exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    """Through the real entry point, with `compare` registered as the lead's cli.add_command will."""
+    from gradacc import cli as cli_module
+    fresh_store(tmp_path, monkeypatch)
+    monkeypatch.setitem(cli_module.cli.commands, "compare", compare)
+    for args, message in ((["--experiment", "nowhere"], "no experiment named 'nowhere'"),
+                          (["--output", str(tmp_path / "o")], "no finished micro, update, converge runs")):
+        SyntheticStore()
+        with pytest.raises(SystemExit) as exit_:
+            cli_module.main(["compare", *args])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 1 and "\n" not in err and "Traceback" not in err
+        assert err.startswith(f"gradacc: error: {message}")
+
+
+def test_output_folder_not_writable(study, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CompareError, match="cannot write the comparison to") as err:
+        run_compare(None, "S", blocker / "out", log=False)
+    assert "\n" not in str(err.value) and isinstance(err.value, GradaccError)
+
+
+def test_cli_command(study, tmp_path):
+    result = CliRunner().invoke(compare, ["--study", "S", "--output", str(tmp_path / "cli"),
+                                          "--include-smoke", "false"], catch_exceptions=False)
+    assert result.exit_code == 0 and "105.0 ± 7.1" in result.output
+    assert (tmp_path / "cli" / "report.html").exists()
+    assert isinstance(compare, click.Command) and compare.name == "compare"
+
+
+# --- sentences from numbers (pure: an in-memory frame shaped like load_runs') ----------------------------
+
+def table_of(**kwargs) -> pd.DataFrame:
+    return build_sections(runs_frame(**kwargs))[0].table
+
+
+def test_part1_flat_vs_growing_vs_mixed():
+    flat = " ".join(part1(table_of(micro={1: 100.0, 2: 103.0, 4: 101.0, 8: 104.0})))
+    assert "flat across K within 3.9%" in flat
+    growing = " ".join(part1(table_of(micro={1: 100.0, 2: 110.0, 4: 125.0, 8: 140.0})))
+    assert "grows by 40% from K=1 to K=8" in growing and "flat" not in growing.split(".")[0]
+    assert "(0% at K=1 to 88% at K=8 of micro-iterations)" in growing
+    mixed = " ".join(part1(table_of(micro={1: 100.0, 2: 130.0, 4: 95.0, 8: 110.0})))
+    assert "without a monotonic trend" in mixed and "lowest at K=4, highest at K=2" in mixed
+
+
+def test_part2_throughput_and_model_gap():
+    micro = {1: 100.0, 8: 100.0}
+    tracks = " ".join(part2(table_of(micro=micro, update={1: 0.107, 8: 0.807})))
+    assert "Throughput at K=8 is 1.06x that of K=1" in tracks
+    assert "tracks K x micro-iteration + optimizer step within 1.9% at every K (K=1 +1.9%, K=8 +0.2%" in tracks
+    assert "agree within 1.1%" in tracks and "slower than its parts" not in tracks
+    slow = " ".join(part2(table_of(micro=micro, update={1: 0.2, 8: 0.81})))
+    assert "departs from K x micro-iteration + optimizer step by up to 90% (at K=1" in slow
+    assert "1.98x" in slow and "slower than its parts" in slow
+
+
+def test_part3_orderings():
+    mono = " ".join(part3(table_of(accuracy={1: 43.0, 2: 40.0, 4: 38.0, 8: 35.0},
+                                   loss={1: 1.6, 2: 1.7, 4: 1.8, 8: 1.9}), pd.DataFrame(), 51_200))
+    assert "final training loss rises monotonically with K, from 1.6 (K=1) to 1.9 (K=8)" in mono
+    assert "Test accuracy falls monotonically with K, from 43.0% (K=1) to 35.0% (K=8)" in mono
+    assert "what the protocol expects" in mono and "51,200 images" in mono
+    mixed = " ".join(part3(table_of(accuracy={1: 40.0, 2: 42.0, 4: 38.0, 8: 35.0},
+                                    loss={1: 1.7, 2: 1.6, 4: 1.8, 8: 1.9}), pd.DataFrame(), 51_200))
+    assert "Test accuracy is not monotonic in K: K=2 (42%) > K=1 (40%) > K=4 (38%) > K=8 (35%)" in mixed
+    assert "final training loss is not monotonic in K: K=2 (1.6) < K=1 (1.7)" in mixed
+    assert "departs from the plain expectation" in mixed
+
+
+def test_part3_differences_within_seed_noise():
+    frame = pd.concat([runs_frame(accuracy={1: 40.0, 2: 40.0}), runs_frame(accuracy={1: 41.0, 2: 41.4},
+                                                                           seeds=(43,))], ignore_index=True)
+    text = " ".join(part3(build_sections(frame)[0].table, pd.DataFrame(), None))
+    assert "K=1 and K=2 differ by 0.2 points, less than the std over seeds" in text
+
+
+def test_discussion_changes_with_the_numbers():
+    flat = discussion(build_sections(runs_frame(micro={1: 100.0, 8: 101.0}))[0], pd.DataFrame(
+        columns=["run_id", "part", "k", "key", "step", "value"]))
+    grown = discussion(build_sections(runs_frame(micro={1: 100.0, 8: 150.0}))[0], pd.DataFrame(
+        columns=["run_id", "part", "k", "key", "step", "value"]))
+    assert flat["Part 1: micro-iteration time"] != grown["Part 1: micro-iteration time"]
+    assert "No update runs" in flat["Part 2: update time and throughput"][0]
+    assert any("N=8: 4,830 images/s" in s for s in flat["Part 4: what real synchronous SGD adds"])
+
+
+def test_resnet18_parameter_count():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18(num_classes=10)
+    assert RESNET18_PARAMS == sum(p.numel() for p in model.parameters())
+
+
+def test_variant_device_and_threads_are_group_keys():
+    base = runs_frame(micro={1: 100.0, 2: 100.0})
+    other = [base.assign(variant="nosyncbn"), base.assign(device_type="cuda", device_name="GPU"),
+             base.assign(torch_threads=1)]
+    frame = pd.concat([base] + [o.assign(run_id=o["run_id"] + f"-{i}") for i, o in enumerate(other)],
+                      ignore_index=True)
+    sections = build_sections(frame)
+    assert len(sections) == 4 and all(list(s.table["micro_n"]) == [1, 1] for s in sections)
+    assert len({s.slug for s in sections}) == 4
+    assert any("variant nosyncbn" in s.label for s in sections)
+
+
+def test_command_module_is_light():
+    """Registering `compare` in the CLI must not import mlflow, pandas or matplotlib at startup."""
+    import subprocess
+    import sys
+    code = ("import sys, gradacc.compare_cli; "
+            "print(sorted(m for m in ('mlflow', 'pandas', 'matplotlib', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from gradacc import compare as compare_module, compare_cli, results
+    assert compare_cli.PARTS == compare_module.PARTS and compare_cli.STUDY_TAG == results.STUDY_TAG

@@ -1,0 +1,83 @@
+"""The sweep end to end on tiny data: study ids, reuse of finished runs, --force, --repeats, resuming."""
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from e2e_support import all_runs, isolated_store, run_cli, write_data_root
+from gradacc import runner
+
+SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2"]
+
+
+@pytest.fixture()
+def store(tmp_path):
+    data = write_data_root(tmp_path / "data")
+    (tmp_path / "store").mkdir()
+    with isolated_store(tmp_path / "store", data):
+        yield MlflowClient()
+
+
+def runs_by_part(client, part: str, status: str | None = None) -> list:
+    return [r for r in all_runs(client) if r.data.tags.get("gradacc.part") == part
+            and (status is None or r.info.status == status)]
+
+
+def studies(run) -> set[str]:
+    return {key.split(".", 2)[2] for key in run.data.tags if key.startswith("gradacc.study.")}
+
+
+def parent_study(result) -> str:
+    line = next(l for l in result.err.splitlines() if l.startswith("sweep: study "))
+    return line.split()[2].rstrip(",:")
+
+
+def test_second_sweep_reuses_every_finished_run(store):
+    first = run_cli(SWEEP)
+    assert first.code == 0, first.err
+    measured = runs_by_part(store, "micro", "FINISHED")
+    assert len(measured) == 2
+    second = run_cli(SWEEP)
+    assert second.code == 0, second.err
+    assert "0 runs measured, 2 reused" in second.err
+    assert len(runs_by_part(store, "micro")) == 2  # nothing ran again
+    ids = parent_study(first), parent_study(second)
+    assert ids[0] != ids[1]
+    for run in runs_by_part(store, "micro"):
+        assert studies(store.get_run(run.info.run_id)) == set(ids)  # found by either study
+
+
+def test_force_measures_again_and_repeats_add_seeds(store):
+    assert run_cli(SWEEP).code == 0
+    assert run_cli(SWEEP + ["--force"]).code == 0
+    assert len(runs_by_part(store, "micro", "FINISHED")) == 4
+    result = run_cli(SWEEP + ["--repeats", "2"])
+    assert result.code == 0, result.err
+    assert "2 runs measured, 2 reused" in result.err  # seed 42 reused, seed 43 new
+    seeds = sorted((r.data.params["k"], r.data.params["seed"]) for r in runs_by_part(store, "micro"))
+    assert seeds.count(("1", "43")) == 1 and seeds.count(("2", "43")) == 1
+
+
+def test_interrupted_sweep_resumes_where_it_stopped(store, monkeypatch):
+    real = runner.PARTS["micro"]
+
+    def interrupt_at_k2(protocol, ctx, result, progress):
+        if protocol.k == 2:
+            raise KeyboardInterrupt
+        return real(protocol, ctx, result, progress)
+
+    monkeypatch.setitem(runner.PARTS, "micro", interrupt_at_k2)
+    stopped = run_cli(SWEEP)
+    assert stopped.code == 130
+    assert {r.info.status for r in runs_by_part(store, "sweep")} == {"KILLED"}
+    assert sorted(r.info.status for r in runs_by_part(store, "micro")) == ["FINISHED", "KILLED"]
+
+    monkeypatch.setitem(runner.PARTS, "micro", real)
+    resumed = run_cli(SWEEP)
+    assert resumed.code == 0, resumed.err
+    assert "1 runs measured, 1 reused" in resumed.err
+    finished = runs_by_part(store, "micro", "FINISHED")
+    assert sorted(r.data.params["k"] for r in finished) == ["1", "2"]
+    study = parent_study(resumed)
+    assert all(study in studies(store.get_run(r.info.run_id)) for r in finished)
+    assert not [r for r in all_runs(store) if r.info.status == "RUNNING"]
