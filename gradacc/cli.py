@@ -157,10 +157,10 @@ part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fix
               help="Measure again even where a FINISHED run of the same config and code version exists.")
 @click.option("--study", default="", show_default="a new id",
               help="Study id to tag the runs with (reuse one to extend or resume a study).")
-@click.option("--output", "output_dir", default=DEFAULT_OUTPUT, show_default=True, type=click.Path(file_okay=False),
+@click.option("--output", default=DEFAULT_OUTPUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
 @common_options
-def sweep(ks, parts, repeats, force, study, output_dir, epochs, seed, device, loader, threads, data_dir, experiment,
+def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader, threads, data_dir, experiment,
           smoke):
     """The study: each part for each k, in one process, as child runs of one parent run. Configurations
     already measured by the same code are reused, not run again."""
@@ -175,10 +175,10 @@ def sweep(ks, parts, repeats, force, study, output_dir, epochs, seed, device, lo
     ctx = prepare(protocols, device, threads, data_dir)
     given = given_params(device, loader, threads, data_dir, smoke, epochs=epochs, seed=seed)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
-                 force=str(force).lower(), study=study, output=output_dir)
+                 force=str(force).lower(), study=study, output=output)
 
     def compare_study(parent_run_id: str, study_id: str) -> None:
-        run_compare(experiment, study_id, output_dir, parent_run_id=parent_run_id, include_smoke=smoke)
+        run_compare(experiment, study_id, output, parent_run_id=parent_run_id, include_smoke=smoke)
 
     run_sweep(protocols, chosen, ctx, given, experiment, study=study or None, force=force, after=compare_study)
 

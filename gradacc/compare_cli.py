@@ -125,10 +125,10 @@ def run_compare(experiment: str | None = None, study: str | None = None,
               help="MLflow experiment (name or id) whose runs are compared.")
 @click.option("--study", default="", show_default="all runs of the experiment",
               help="Only the runs of this sweep's study id (tag gradacc.study.<ID>).")
-@click.option("--output", "output_dir", default=DEFAULT_OUTPUT, show_default=True,
+@click.option("--output", default=DEFAULT_OUTPUT, show_default=True,
               type=click.Path(file_okay=False), help="Folder for the plots, table.md, table.csv and report.html.")
 @click.option("--include-smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               show_default=True, help="Compare smoke runs too (kept apart from full-protocol runs).")
-def compare(experiment, study, output_dir, include_smoke):
+def compare(experiment, study, output, include_smoke):
     """Compare the study's runs from the tracking store: table, plots and an HTML report (Parts 1-4)."""
-    run_compare(experiment, study or None, output_dir, include_smoke=include_smoke)
+    run_compare(experiment, study or None, output, include_smoke=include_smoke)
