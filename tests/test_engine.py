@@ -12,6 +12,7 @@ from torch import nn
 from gradacc.config import Protocol
 from gradacc.engine import evaluate, run_update
 from gradacc.model import build_optimizer
+from fakes import LoggedTimer
 
 MICRO = Protocol.micro_batch  # 64
 
@@ -148,25 +149,13 @@ def test_returned_loss_is_the_sum_of_unscaled_micro_batch_losses():
     assert loss_sum.item() > 1.0  # four losses near ln(10) each, not their mean
 
 
-class FakeTimer:
-    def __init__(self, name, log):
-        self.name, self.log = name, log
-
-    def __enter__(self):
-        self.log.append(f"{self.name}<")
-
-    def __exit__(self, *exc):
-        self.log.append(f">{self.name}")
-        return False
-
-
 def test_fetch_and_step_stay_outside_the_micro_timer():
     log = []
     model = tiny_net()
     optimizer = build_optimizer(model, Protocol(k=3))
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: log.append("step"))
     run_update(model, optimizer, ListStream(make_batches(3), log), 3,
-               micro_timer=FakeTimer("micro", log), step_timer=FakeTimer("opt", log))
+               micro_timer=LoggedTimer("micro", log), step_timer=LoggedTimer("opt", log))
     assert log == ["fetch", "micro<", ">micro"] * 3 + ["opt<", "step", ">opt"]
 
 

@@ -19,6 +19,7 @@ from gradacc.parts.update import run_update_part
 from gradacc.runtime import resolve_runtime
 from gradacc.streams import DeviceStream, TorchvisionStream
 from gradacc.timing import middle_window
+from fakes import LoggedTimer
 
 MEAN, STD = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2023, 0.1994, 0.2010])
 
@@ -34,18 +35,6 @@ class LoggedStream:
         self.served.append((torch.randn(4, 8, generator=self.g, dtype=torch.float64),
                             torch.randint(0, 10, (4,), generator=self.g)))
         return self.served[-1]
-
-
-class LoggedTimer:
-    def __init__(self, name, log):
-        self.name, self.log = name, log
-
-    def __enter__(self):
-        self.log.append(f"{self.name}<")
-
-    def __exit__(self, *exc):
-        self.log.append(f">{self.name}")
-        return False
 
 
 def spied_setup():
