@@ -18,6 +18,7 @@ from .parts.micro import run_micro
 from .parts.update import run_update_part
 from .plots import plot_run
 from .runtime import environment_report
+from .timing import middle_bounds
 from .tracking import TrackedRun, print_link, series_csv, tracked_run
 
 PARTS = {"micro": run_micro, "update": run_update_part, "converge": run_converge}
@@ -62,7 +63,7 @@ def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Conte
     files = {f"series/{name}.csv": series_csv(*steps_values) for name, steps_values in result.series.items()}
     files["environment.txt"] = _environment_text(ctx.runtime)
     total = len(result.series.get("update_time_s", ([], []))[0])
-    window = (total // 5, total - total // 5) if total else None
+    window = middle_bounds(total) if total else None
     title = f"{run_name(result.part, protocol)} on {ctx.runtime.device_name}"
 
     def plot(root):

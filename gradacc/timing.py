@@ -58,8 +58,14 @@ class NoTimer:
 NO_TIMER = NoTimer()
 
 
+def middle_bounds(n: int, fraction: float = 0.2) -> tuple[int, int]:
+    """[n//5, n - n//5): the indices of the middle 60%, dropping start-up and tail effects."""
+    cut = int(n * fraction)
+    return cut, n - cut
+
+
 def middle_window(values, fraction: float = 0.2) -> np.ndarray:
-    """values[n//5 : n - n//5]: the middle 60%, dropping start-up and tail effects."""
+    """values[n//5 : n - n//5]: the middle 60% that update_time_s_mean averages."""
     values = np.asarray(values, dtype=float)
-    cut = int(len(values) * fraction)
-    return values[cut: len(values) - cut]
+    start, stop = middle_bounds(len(values), fraction)
+    return values[start:stop]

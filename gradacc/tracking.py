@@ -1,7 +1,6 @@
 """The only module that imports mlflow: experiments, run naming, tags, params, batched metrics, artifacts."""
 from __future__ import annotations
 
-import csv
 import os
 import sys
 import tempfile
