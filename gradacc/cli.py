@@ -11,6 +11,8 @@ from .config import DEFAULT_KS, DEVICES, LOADERS, Protocol, smoke_protocol
 from .errors import GradaccError
 
 PARTS = ("micro", "update", "converge")
+# Converge runs time each update whole, as update runs do: the default study skips the second pass.
+DEFAULT_PARTS = ("micro", "converge")
 
 
 class Terminated(KeyboardInterrupt):
@@ -149,8 +151,9 @@ part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fix
 @cli.command()
 @click.option("--ks", type=KList(), default=",".join(map(str, DEFAULT_KS)), show_default=True,
               help="Accumulation factors to run, comma-separated.")
-@click.option("--parts", "parts", default=",".join(PARTS), show_default=True,
-              help="Parts to run for each k, comma-separated (micro, update, converge).")
+@click.option("--parts", "parts", default=",".join(DEFAULT_PARTS), show_default=True,
+              help="Parts to run for each k, comma-separated (micro, update, converge). Converge runs also "
+                   "give Part 2's figures; add update for separate update runs.")
 @click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
               help="Seeds per configuration: --seed, --seed+1, ...")
 @click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,

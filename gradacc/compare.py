@@ -69,6 +69,17 @@ def _first(values: pd.Series):
     return _plain(values.iloc[0]) if len(values) else None
 
 
+def timing_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Where one K's Part 2 figures come from: its update runs; else its converge runs, which time the same
+    updates of the same seed whole (a run that measured something else per update logs no timings)."""
+    updates = runs[runs["part"] == "update"]
+    if len(updates):
+        return updates, "update"
+    timed = runs[(runs["part"] == "converge") & runs.get("update_time_s_mean", pd.Series(index=runs.index,
+                                                                                         dtype=float)).notna()]
+    return timed, ("converge" if len(timed) else None)
+
+
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per K (numerically sorted) of one setting's selected runs: for each metric the mean over runs
     (seeds), its standard deviation `<metric>_sd` (NaN below two runs) and the run count `<part>_n`; plus the
@@ -81,6 +92,9 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                "total_updates": _first(at_k["total_updates"])}
         for part, metrics in METRICS.items():
             of_part = at_k[at_k["part"] == part]
+            row[f"{part}_runs"] = len(of_part)
+            if part == "update":
+                of_part, row["update_source"] = timing_runs(at_k)
             row[f"{part}_n"] = len(of_part)
             for metric in metrics:
                 values = (of_part[metric] if metric in of_part.columns else pd.Series(dtype=float)).dropna()
@@ -102,6 +116,9 @@ def missing_lines(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PAR
     lines = []
     for part in expected_parts:
         have = {int(k) for k in runs.loc[runs["part"] == part, "k"]}
+        if part == "update":  # converge runs that timed their updates stand in for update runs
+            have |= {int(k) for k in runs.loc[(runs["part"] == "converge") & runs.get(
+                "update_time_s_mean", pd.Series(index=runs.index, dtype=float)).notna(), "k"]}
         lacking = [k for k in all_ks if k not in have]
         if lacking:
             lines.append(f"no {part} runs for K={', '.join(map(str, lacking))}")
@@ -200,7 +217,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         cells = [str(int(row["k"])), "-" if pd.isna(row["effective_batch"]) else f"{int(row['effective_batch'])}",
                  "-" if pd.isna(row["total_updates"]) else f"{int(row['total_updates'])}"]
         cells += [cell(row, metric, part) for _n, metric, part in COLUMNS[3:]]
-        cells.append("/".join(str(int(row[f"{p}_n"])) for p in PARTS))
+        cells.append("/".join(str(int(row[f"{p}_runs"])) for p in PARTS))
         rows.append(cells)
     return header, rows
 
