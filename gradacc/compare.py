@@ -14,7 +14,7 @@ from .errors import GradaccError
 PARTS = ("micro", "update", "converge")
 # Everything of a configuration but part, K and seed (and values derived from K): runs that differ in any of
 # these are never averaged together. The environment's versions are listed in the report, not grouped on.
-CONFIG_KEYS = ("variant", "smoke", "device_type", "device_name", "torch_threads", "loader", "epochs",
+CONFIG_KEYS = ("variant", "smoke", "cuda_graphs", "device_type", "device_name", "torch_threads", "loader", "epochs",
                "micro_batch", "train_size", "test_size", "lr", "momentum", "weight_decay", "eval_batch",
                "warmup_micro_iters", "timed_micro_iters")
 METRICS = {"micro": ("micro_iter_ms_mean", "micro_iter_ms_std", "opt_step_ms_mean"),
@@ -138,6 +138,8 @@ def describe_setting(setting: dict) -> str:
             extras.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
     if setting.get("variant") not in (None, "protocol"):
         extras.insert(0, f"variant {setting['variant']}")
+    if setting.get("cuda_graphs"):
+        extras.insert(0, "CUDA graphs (Parts 2-3)")
     if setting.get("smoke"):
         extras.insert(0, "SMOKE")
     return text + ("; " + ", ".join(extras) if extras else "")
@@ -147,6 +149,8 @@ def _slug(setting: dict) -> str:
     parts = [setting.get("device_type"), setting.get("loader"), f"t{setting.get('torch_threads')}"]
     if setting.get("variant") not in (None, "protocol"):
         parts.append(setting["variant"])
+    if setting.get("cuda_graphs"):
+        parts.append("graphs")
     if setting.get("smoke"):
         parts.append("smoke")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(str(p) for p in parts)).strip("-") or "runs"

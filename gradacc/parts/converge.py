@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..config import Protocol
-from ..engine import evaluate, run_update
+from ..engine import evaluate, make_update
 from ..errors import Diverged
 from ..model import build_model, build_optimizer
 from ..timing import Timer
@@ -27,12 +27,13 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
     epoch_loss, update_loss, epoch_acc = [], [], []
     timer = Timer(ctx.runtime.device)
     model.train()
+    update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs)
     try:
         for epoch in range(1, protocol.epochs + 1):
             sums = []  # loss sums stay on the device: one host read per epoch
             for _ in range(protocol.updates_per_epoch):
                 with timer:  # synchronised at both ends, as in Part 2
-                    sums.append(run_update(model, optimizer, stream, protocol.k))
+                    sums.append(update())
                 progress(1)
             per_update = (torch.stack(sums) / protocol.k).cpu().tolist()
             update_loss += per_update
