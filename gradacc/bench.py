@@ -98,7 +98,16 @@ def bench_streams(ctx: Context, protocol: Protocol, batches: int, updates: int) 
 def bench_tracking(ctx: Context, protocol: Protocol, part: str, given: dict[str, str], repeats: int) -> Line:
     """Line 2: a run as the CLI makes it (tracked: params, metrics, artifacts, plot) against the same part's
     loop bare, interleaved ABBA so that drift cancels. Runs into the current tracking store."""
-    from .runner import PARTS, execute
+    from .runner import PARTS, _environment_text, execute
+    from .runtime import code_version
+    from .tracking import experiment_id
+    # What a process pays once (a new store's schema, imports, the package list, the code version) is not
+    # the cost of tracking a run: paid here, before the clock starts.
+    experiment_id("gradacc-bench")
+    _environment_text(ctx.runtime)
+    code_version()
+    import matplotlib.pyplot
+    assert matplotlib.pyplot
     bare, tracked = [], []
 
     def run_bare():

@@ -71,13 +71,15 @@ def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e
             emit(line)
     if "tracking" in chosen:
         with tempfile.TemporaryDirectory(prefix="gradacc-bench-store-") as tmp:
-            previous = os.environ.get("MLFLOW_TRACKING_URI")
+            previous, cwd = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+            os.chdir(tmp)  # the store's artifacts (./mlruns) land in the temporary folder too
             try:
                 tracked = replace(protocol, epochs=tracking_epochs)
                 emit(bench_tracking(ctx, tracked, "converge", given_params(
                     device, "device", threads, data_dir, smoke, False, k=1, epochs=tracking_epochs, seed=42), 1))
             finally:
+                os.chdir(cwd)
                 os.environ.pop("MLFLOW_TRACKING_URI")
                 if previous is not None:
                     os.environ["MLFLOW_TRACKING_URI"] = previous
