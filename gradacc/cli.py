@@ -184,6 +184,9 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
 
 
 cli.add_command(compare)
+from .ddp_cli import ddp, verify  # noqa: E402  (after the options it borrows from this module)
+cli.add_command(ddp)
+cli.add_command(verify)
 
 
 def _on_sigterm(signum, frame):
