@@ -187,6 +187,8 @@ cli.add_command(compare)
 from .ddp_cli import ddp, verify  # noqa: E402  (after the options it borrows from this module)
 cli.add_command(ddp)
 cli.add_command(verify)
+from .commmodel_cli import commmodel  # noqa: E402
+cli.add_command(commmodel)
 
 
 def _on_sigterm(signum, frame):
