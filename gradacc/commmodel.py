@@ -10,6 +10,7 @@ from statistics import NormalDist
 import numpy as np
 
 DDP_BUCKET_BYTES = 25 * 2**20  # DDP's bucket_cap_mb=25 is in MiB (it multiplies by 1024 * 1024)
+DDP_FIRST_BUCKET_BYTES = 2**20  # torch.distributed's _DEFAULT_FIRST_BUCKET_BYTES: the first bucket is 1 MiB
 BACKWARD_SHARE = 2 / 3  # backward ~ 2x forward: the part of a micro-iteration that all-reduce can hide under
 BOOTSTRAP_FRACTION = 0.25  # resample while N <= this share of the samples; beyond, the bootstrap max saturates
 QUANTILE_POINTS = 4000  # midpoint rule for the fitted distribution's expected maximum
@@ -75,9 +76,13 @@ def preset_topologies(gpus_per_node: int = 8, intra: str = "nvlink", extra: list
     return out
 
 
-def bucket_count(gradient_bytes: float, bucket_bytes: float = DDP_BUCKET_BYTES) -> int:
-    """DDP sends the gradient in buckets of at most bucket_bytes: each pays the latency once."""
-    return max(1, math.ceil(gradient_bytes / bucket_bytes))
+def bucket_count(gradient_bytes: float, bucket_bytes: float = DDP_BUCKET_BYTES,
+                 first_bytes: float = DDP_FIRST_BUCKET_BYTES) -> int:
+    """DDP sends the gradient in buckets: a small first one (ready early in backward), then buckets of at most
+    bucket_bytes; each pays the latency once."""
+    if gradient_bytes <= first_bytes:
+        return 1
+    return 1 + math.ceil((gradient_bytes - first_bytes) / bucket_bytes)
 
 
 def ring_allreduce_s(size_bytes: float, workers: int, link: Link, messages: int = 1) -> float:

@@ -86,10 +86,11 @@ def launch(job: dict, workers: int) -> Path:
 
 
 def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             **extra) -> tuple[dict, int]:
+             local_workers: int | None = None, **extra) -> tuple[dict, int]:
+    """The job every worker reads; `local_workers`: the workers of this node where the job spans several."""
     from .cli import build_protocol, given_params
     from .data import resolve_data_dir
-    resolved_device = check_workers(workers, device)
+    resolved_device = check_workers(local_workers or workers, device)
     protocol = build_protocol(workers, epochs, seed, loader, smoke)  # the accumulation it equals: K = N
     from .data import ensure_dataset
     root = resolve_data_dir(data_dir)
@@ -99,6 +100,21 @@ def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir
            "threads": 1 if threads == "auto" else threads, "data_root": str(root.resolve()),
            "experiment": experiment, "given": given, **extra}
     return job, workers
+
+
+@click.command("gradacc.ddp_worker")
+@common_options
+def node_options(**options):
+    """The options of a worker started by torchrun directly (multi-node): the job is built on each rank."""
+    return options
+
+
+def job_from_options(args: list[str]) -> dict:
+    """A train job from `gradacc ddp`-style options, for torchrun started by hand on several nodes."""
+    options = node_options.make_context("gradacc.ddp_worker", list(args)).params
+    job, _ = make_job("train", int(os.environ["WORLD_SIZE"]), local_workers=int(os.environ["LOCAL_WORLD_SIZE"]),
+                      **options)
+    return dict(job, error_dir=None)  # no launcher to read a file: failures go to stderr
 
 
 @click.command("ddp")

@@ -85,22 +85,38 @@ def verify(job: dict, protocol: Protocol, ctx, rank: int, world: int) -> None:
         Path(job["result_path"]).write_text(json.dumps(figures, indent=1))
 
 
+def report(error_file: Path | None, line: str) -> None:
+    """The failure's one line: into the launcher's error folder, else (torchrun by hand) on stderr."""
+    if error_file is not None:
+        error_file.write_text(line)
+    else:
+        click.echo(f"gradacc: error: {line}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    args = sys.argv[1:] if argv is None else argv
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    error_file = Path(job["error_dir"]) / f"rank{rank}.txt"
+    error_file = None
     try:
+        if args and args[0].endswith(".json"):  # written by `gradacc ddp` / `gradacc verify`
+            job = json.loads(Path(args[0]).read_text())
+        else:  # torchrun started by hand (several nodes): the same options as `gradacc ddp`
+            from . import cli  # noqa: F401 - first: ddp_cli borrows cli's options and cli registers ddp_cli
+            from .ddp_cli import job_from_options
+            job = job_from_options(args)
+        error_file = Path(job["error_dir"]) / f"rank{rank}.txt" if job.get("error_dir") else None
         ctx = setup(job, int(os.environ.get("LOCAL_RANK", 0)))
         protocol = Protocol(**job["protocol"])
         (train if job["mode"] == "train" else verify)(job, protocol, ctx, rank, world)
     except KeyboardInterrupt:
-        error_file.write_text("interrupted")
+        report(error_file, "interrupted")
         sys.exit(130)
-    except Exception as err:  # noqa: BLE001 - every failure becomes one line for the launcher
-        message = str(err) if isinstance(err, GradaccError) else f"{type(err).__name__}: {err}"
-        error_file.write_text(message.splitlines()[0] if message else type(err).__name__)
-        if not isinstance(err, GradaccError):
+    except Exception as err:  # noqa: BLE001 - every failure: one line for the launcher
+        message = str(err) if isinstance(err, GradaccError) else (
+            err.format_message() if isinstance(err, click.ClickException) else f"{type(err).__name__}: {err}")
+        report(error_file, message.splitlines()[0] if message else type(err).__name__)
+        if not isinstance(err, (GradaccError, click.ClickException)):
             raise  # torchrun's log keeps the traceback of an unexpected failure
         sys.exit(1)
     finally:

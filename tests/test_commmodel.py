@@ -23,11 +23,12 @@ def test_ring_allreduce_is_the_alpha_beta_formula():
         pytest.approx(2 * 2 * 3 * 5e-6)
 
 
-def test_bucket_count_follows_ddps_cap_in_mib():
-    assert cm.DDP_BUCKET_BYTES == 25 * 1024 * 1024
-    assert cm.bucket_count(44_726_568) == 2  # ResNet-18's float32 gradient
-    assert cm.bucket_count(cm.DDP_BUCKET_BYTES) == 1
-    assert cm.bucket_count(cm.DDP_BUCKET_BYTES + 1) == 2
+def test_bucket_count_follows_ddps_caps_in_mib():
+    assert cm.DDP_BUCKET_BYTES == 25 * 1024 * 1024 and cm.DDP_FIRST_BUCKET_BYTES == 1024 * 1024
+    assert cm.bucket_count(44_726_568) == 3  # ResNet-18's float32 gradient: 1 MiB, then 25 MiB, then the rest
+    assert cm.bucket_count(cm.DDP_FIRST_BUCKET_BYTES) == 1
+    assert cm.bucket_count(cm.DDP_FIRST_BUCKET_BYTES + cm.DDP_BUCKET_BYTES) == 2
+    assert cm.bucket_count(cm.DDP_FIRST_BUCKET_BYTES + cm.DDP_BUCKET_BYTES + 1) == 3
     assert cm.bucket_count(10) == 1
 
 
