@@ -57,6 +57,22 @@ def train_and_snapshot(model, optimizer, stream, k: int, updates: int) -> list[d
     return shots
 
 
+class ReversedGroups:
+    """The accumulation stream with each update's K micro-batches in reverse order: the same sum, taken in
+    another order, as a control for how far float rounding alone carries the runs apart."""
+
+    def __init__(self, stream, k: int):
+        self.stream, self.k, self.pending = stream, k, []
+
+    def next_batch(self):
+        if not self.pending:
+            self.pending = [self.stream.next_batch() for _ in range(self.k)]
+        return self.pending.pop()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 def run_verify(protocol: Protocol, ctx: Context, rank: int, world: int, updates: int) -> dict | None:
     """DDP on every rank; on rank 0 afterwards, accumulation with K = world in the same process (same thread
     count). Returns rank 0's figures (None on the other ranks)."""
@@ -69,6 +85,9 @@ def run_verify(protocol: Protocol, ctx: Context, rank: int, world: int, updates:
     reference = build_model(protocol.seed, device)
     acc_shots = train_and_snapshot(reference, build_optimizer(reference, protocol), ctx.stream(protocol),
                                    world, updates)
+    control = build_model(protocol.seed, device)
+    control_shots = train_and_snapshot(control, build_optimizer(control, protocol),
+                                       ReversedGroups(ctx.stream(protocol), world), world, updates)
     images, labels = ctx.test_set(protocol)
     acc_accuracy = evaluate(reference, images, labels, protocol.eval_batch)
     ddp_accuracy = evaluate(model, images, labels, protocol.eval_batch)
@@ -81,6 +100,8 @@ def run_verify(protocol: Protocol, ctx: Context, rank: int, world: int, updates:
     return {"workers": world, "updates": updates, "tolerance": TOLERANCE,
             "first": compare_snapshots(ddp_shots[0], acc_shots[0]),
             "last": compare_snapshots(ddp_shots[-1], acc_shots[-1]),
+            "control_first": compare_snapshots(control_shots[0], acc_shots[0]),
+            "control_last": compare_snapshots(control_shots[-1], acc_shots[-1]),
             "accuracy": {"accumulation": acc_accuracy, "ddp": ddp_accuracy,
                          "ddp_weights_accumulation_bn": swapped_accuracy}}
 
@@ -91,7 +112,13 @@ def table_lines(figures: dict) -> list[str]:
     head = f"{'after':<14}{'grad rel diff':>15}  {'weight rel diff':>15}  {'BN running-stat rel diff':>25}"
     lines = [f"verify: accumulation (K={n}) vs DDP ({n} workers), the same initial weights and micro-batches; "
              "largest ||a-b||/||b|| over tensors (b = accumulation)", head]
-    for label, key in (("update 1", "first"), (f"update {updates}", "last")):
+    rows = [("update 1", "first"), (f"update {updates}", "last")]
+    if "control_first" in figures:
+        rows += [("control 1", "control_first"), (f"control {updates}", "control_last")]
+    for label, key in rows:
+        if key == "control_first":
+            lines.append("\ncontrol: accumulation against itself with each update's micro-batches summed in reverse "
+                         "order (float rounding alone)")
         f = figures[key]
         lines.append(f"{label:<14}{f['grad_rel_diff']:>15.3e}  {f['weight_rel_diff']:>15.3e}  "
                      f"{f['running_rel_diff']:>25.3e}")
