@@ -215,12 +215,16 @@ def updates_curve(measured: dict[int, int], ns) -> dict[int, tuple[float, bool]]
     return out
 
 
-def best_workers(rows: list[dict], curve: dict[int, tuple[float, bool]]) -> dict[str, dict]:
-    """Per interconnect, the N with the least time to target (updates at N x predicted update time at N)."""
+def best_workers(rows: list[dict], curve: dict[int, tuple[float, bool]], measured_only: bool = False
+                 ) -> dict[str, dict]:
+    """Per interconnect, the N with the least time to target (updates at N x predicted update time at N);
+    measured_only: among the N whose updates were measured or interpolated, not extrapolated."""
     best = {}
     for row in rows:
         updates, extrapolated = curve[row["workers"]]
         row.update(updates_to_target=updates, time_to_target_s=updates * row["update_s"], extrapolated=extrapolated)
+        if measured_only and extrapolated:
+            continue
         if row["interconnect"] not in best or row["time_to_target_s"] < best[row["interconnect"]]["time_to_target_s"]:
             best[row["interconnect"]] = row
     return best

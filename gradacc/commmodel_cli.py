@@ -40,7 +40,7 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def summary_markdown(rows, best, ns=SHOWN_NS) -> str:
+def summary_markdown(rows, best, ns=SHOWN_NS, best_measured=None) -> str:
     """Per interconnect and N: update ms, throughput, speed-up, efficiency (and time to target)."""
     head = "| interconnect | N | update ms | all-reduce ms (exposed) | throughput img/s | speed-up | efficiency | " \
            "time to target s |\n|---|---|---|---|---|---|---|---|\n"
@@ -53,12 +53,15 @@ def summary_markdown(rows, best, ns=SHOWN_NS) -> str:
         lines.append(f"| {r['interconnect']} | {r['workers']} | {_fmt(r['update_s'] * 1e3)} | "
                      f"{_fmt(r['allreduce_s'] * 1e3)} ({_fmt(r['exposed_s'] * 1e3)}) | {_fmt(r['throughput_img_s'])} | "
                      f"{r['speedup']:.2f} | {r['efficiency'] * 100:.0f}% | {target} |")
+    best_measured = best_measured or {}
     best_lines = [f"| {name} | {b['workers']} | {_fmt(b['time_to_target_s'])} | "
-                  f"{'extrapolated' if b['extrapolated'] else 'measured batch'} |" for name, b in best.items()]
+                  f"{'extrapolated' if b['extrapolated'] else 'measured batch'} | "
+                  + (f"{best_measured[name]['workers']} ({_fmt(best_measured[name]['time_to_target_s'])} s) |"
+                     if name in best_measured else " |") for name, b in best.items()]
     table = head + "\n".join(lines) + "\n"
     if best_lines:
-        table += ("\n| interconnect | best N (time to target) | time s | updates at that batch |\n|---|---|---|---|\n"
-                  + "\n".join(best_lines) + "\n")
+        table += ("\n| interconnect | best N (time to target) | time s | updates at that batch | best N within the "
+                  "measured batches |\n|---|---|---|---|---|\n" + "\n".join(best_lines) + "\n")
     return table
 
 
@@ -103,7 +106,9 @@ def build_model_outputs(experiment, gpus_per_node, intra, latency_us, bandwidth_
     rows = cm.predict(samples.seconds, samples.step_s, grad, topologies, ns, overlap=overlap,
                       bucket_bytes=bucket_mb * 2**20)
     conv = convergence(converge, series, target_loss)
-    best = cm.best_workers(rows, cm.updates_curve(conv.measured, ns)) if conv else {}
+    curve = cm.updates_curve(conv.measured, ns) if conv else None
+    best = cm.best_workers(rows, curve) if conv else {}
+    best["within measured"] = cm.best_workers(rows, curve, measured_only=True) if conv else {}
     checks = check_rows(ddp_runs, micro, series, grad, latency_us, None)
     links = [*cm.PRESETS.values(), *extra]
     return rows, best, checks, {"samples": samples, "convergence": conv, "gradient_bytes": grad}, links
@@ -148,18 +153,21 @@ def commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, over
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     samples, conv = inputs["samples"], inputs["convergence"]
+    best_measured = best.pop("within measured")
     notes = (f"Gradient {inputs['gradient_bytes']:,} bytes (float32 ResNet-18, counted from the model); "
              f"compute from {len(samples.seconds)} micro-iterations of {samples.runs} micro run(s) on "
              f"{samples.device_name} ({samples.threads} threads), step {samples.step_s * 1e3:.3g} ms; "
              + (f"target loss {conv.target_loss:.3f}, updates to it measured at N={sorted(conv.measured)}"
                 f" (= {conv.measured})" if conv else "no converge runs: no time to target") + ".\n")
     files = {"commmodel.csv": pd.DataFrame(rows).to_csv(index=False),
-             "table.md": notes + "\n" + summary_markdown(rows, best), "check.md": check_markdown(checks),
+             "table.md": notes + "\n" + summary_markdown(rows, best, best_measured=best_measured),
+             "check.md": check_markdown(checks),
              "presets.md": presets_markdown(links)}
     for name, text in files.items():
         (folder / name).write_text(text)
     plots = write_model_plots(pd.DataFrame(rows), best, pd.DataFrame(checks), folder / "plots")
-    click.echo(notes + "\n" + summary_markdown(rows, best) + "\nReal DDP runs:\n" + check_markdown(checks))
+    click.echo(notes + "\n" + summary_markdown(rows, best, best_measured=best_measured) + "\nReal DDP runs:\n"
+               + check_markdown(checks))
     tags = {"gradacc.part": "commmodel", "gradacc.smoke": str(include_smoke).lower()}
     with tracked_run("commmodel", tags, experiment) as run:
         given = {"gpus_per_node": gpus_per_node, "intra": intra, "latency_us": latency_us or "",

@@ -57,13 +57,18 @@ def model_sentences(runs: pd.DataFrame, series: pd.DataFrame) -> list[str]:
                    f"{at[SHOWN[0], n]['straggler_method']}).")
     conv = convergence(runs[runs["part"] == "converge"], series)
     if conv:
-        best = cm.best_workers(rows, cm.updates_curve(conv.measured, ns))
+        curve = cm.updates_curve(conv.measured, ns)
+        within = {n.split(" (")[0]: b["workers"] for n, b in cm.best_workers(rows, curve, True).items()}
+        choices = []
+        for full_name, b in cm.best_workers(rows, curve).items():
+            name = full_name.split(" (")[0]
+            note = (f", updates extrapolated beyond the measured batches; within them N={within[name]}"
+                    if b["extrapolated"] else "")
+            choices.append(f"{name} N={b['workers']} ({b['time_to_target_s']:.3g} s{note})")
+        ks = sorted(conv.measured)
         out.append(f"Best N for the time to reach training loss {conv.target_loss:.3f} (updates to it measured at "
-                   f"N={', '.join(map(str, sorted(conv.measured)))}: "
-                   f"{', '.join(str(conv.measured[k]) for k in sorted(conv.measured))}): " + "; ".join(
-                       f"{name} N={b['workers']} ({b['time_to_target_s']:.3g} s"
-                       f"{', updates extrapolated beyond the measured batches' if b['extrapolated'] else ''})"
-                       for name, b in ((n.split(' (')[0], b) for n, b in best.items())) + ".")
+                   f"N={', '.join(map(str, ks))}: {', '.join(str(conv.measured[k]) for k in ks)}): "
+                   + "; ".join(choices) + ".")
     return out
 
 
