@@ -109,7 +109,7 @@ def build_model_outputs(experiment, gpus_per_node, intra, latency_us, bandwidth_
     curve = cm.updates_curve(conv.measured, ns) if conv else None
     best = cm.best_workers(rows, curve) if conv else {}
     best["within measured"] = cm.best_workers(rows, curve, measured_only=True) if conv else {}
-    checks = check_rows(ddp_runs, micro, series, grad, latency_us, None)
+    checks = check_rows(ddp_runs, micro, series, grad, latency_us, bandwidth_gb_s)
     links = [*cm.PRESETS.values(), *extra]
     return rows, best, checks, {"samples": samples, "convergence": conv, "gradient_bytes": grad}, links
 
