@@ -79,9 +79,11 @@ def launch(job: dict, workers: int) -> Path:
             process.wait(timeout=60)
             raise
     if code != 0:
-        errors = sorted(folder.glob("rank*.txt"))
-        first = errors[0].read_text().strip() if errors else f"torchrun exited with code {code}"
-        raise WorkerFailed(f"{first} (DDP worker {errors[0].stem if errors else ''}; full log: {log})")
+        # The rank that failed first, not the ones torchrun then stopped ('interrupted').
+        errors = sorted(folder.glob("rank*.txt"), key=lambda p: (p.read_text().strip() == "interrupted", p.name))
+        if not errors:
+            raise WorkerFailed(f"torchrun exited with code {code} (full log: {log})")
+        raise WorkerFailed(f"{errors[0].read_text().strip()} (DDP worker {errors[0].stem}; full log: {log})")
     return folder
 
 
@@ -89,10 +91,9 @@ def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir
              local_workers: int | None = None, **extra) -> tuple[dict, int]:
     """The job every worker reads; `local_workers`: the workers of this node where the job spans several."""
     from .cli import build_protocol, given_params
-    from .data import resolve_data_dir
+    from .data import ensure_dataset, resolve_data_dir
     resolved_device = check_workers(local_workers or workers, device)
     protocol = build_protocol(workers, epochs, seed, loader, smoke)  # the accumulation it equals: K = N
-    from .data import ensure_dataset
     root = resolve_data_dir(data_dir)
     ensure_dataset(root)  # found (or downloaded) once here, not by N workers at the same time
     given = given_params(device, loader, threads, data_dir, smoke, workers=workers, epochs=epochs, seed=seed)
