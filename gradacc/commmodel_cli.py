@@ -69,11 +69,12 @@ def check_markdown(checks) -> str:
     if not checks:
         return "No real DDP runs in the store (run `gradacc ddp --workers N`).\n"
     head = ("| run | N | compute ms measured / predicted | all-reduce ms measured / predicted wait + all-reduce | "
-            "update s measured / predicted | link |\n|---|---|---|---|---|---|\n")
+            "update s measured / predicted | cores shared | link |\n|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {c['run']} | {c['workers']} | {_fmt(c['measured_compute_ms'])} / {_fmt(c['predicted_compute_ms'])} | "
         f"{_fmt(c['measured_allreduce_ms'])} / {_fmt(c['predicted_wait_plus_allreduce_ms'])} | "
-        f"{c['measured_update_s']:.3g} / {c['predicted_update_s']:.3g} | {c['link']} |\n" for c in checks)
+        f"{c['measured_update_s']:.3g} / {c['predicted_update_s']:.3g} | {c['cores_shared']:.2g}x | {c['link']} |\n"
+        for c in checks)
 
 
 def presets_markdown(links) -> str:

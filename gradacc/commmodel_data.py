@@ -3,6 +3,7 @@ target loss at each global batch, and the real DDP runs to check it against (rea
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,7 +84,7 @@ def convergence(converge_runs: pd.DataFrame, series: pd.DataFrame, target: float
 def check_rows(ddp_runs: pd.DataFrame, micro_runs: pd.DataFrame, series: pd.DataFrame, grad_bytes: int,
                latency_us: float | None = None, bandwidth_gb_s: float | None = None) -> list[dict]:
     """Each DDP run, measured against the model's prediction for it: compute from micro runs of the same device
-    and thread count (the slowest of N), all-reduce on the given link, else on a link whose bandwidth is the
+    and thread count (the slowest of N; slowed by N x threads / cores where CPU workers share cores), all-reduce on the given link, else on a link whose bandwidth is the
     run's own measured busbw (calibrated: then only the compute, straggler and latency terms are predictions)."""
     rows = []
     for run in ddp_runs.sort_values("workers").itertuples():
@@ -93,16 +94,19 @@ def check_rows(ddp_runs: pd.DataFrame, micro_runs: pd.DataFrame, series: pd.Data
         samples = samples or micro_samples(micro_runs, series)
         if samples is None:
             continue
-        worst, method = cm.expected_max(samples.seconds, n)
+        # CPU workers beyond the cores share them: each runs slower by the oversubscription (this host's cores).
+        share = max(1.0, n * (samples.threads or 1) / (os.cpu_count() or 1)) if run.device_type == "cpu" else 1.0
+        worst, method = cm.expected_max(samples.seconds * share, n)
         calibrated = bandwidth_gb_s is None
         link = cm.custom_link(latency_us if latency_us is not None else 50.0,
                               bandwidth_gb_s if bandwidth_gb_s is not None else float(run.busbw_gb_s), "intra")
         topo = cm.Topology("this machine", link, None, 10**9)
         comm = cm.allreduce_s(grad_bytes, n, topo)
         rows.append({"run": run.run_name, "workers": n, "threads": samples.threads, "micro_match": matched,
-                     "measured_compute_ms": run.compute_ms_mean, "predicted_compute_ms": samples.seconds.mean() * 1e3,
+                     "cores_shared": share, "measured_compute_ms": run.compute_ms_mean,
+                     "predicted_compute_ms": samples.seconds.mean() * share * 1e3,
                      "measured_allreduce_ms": run.allreduce_ms_mean,
-                     "predicted_wait_plus_allreduce_ms": (worst - samples.seconds.mean() + comm) * 1e3,
+                     "predicted_wait_plus_allreduce_ms": (worst - samples.seconds.mean() * share + comm) * 1e3,
                      "measured_update_s": run.update_time_s_mean,
                      "predicted_update_s": worst + samples.step_s + comm, "straggler_method": method,
                      "link": f"{link.latency_s * 1e6:g} us, {link.bandwidth_gb_s:.3g} GB/s"
