@@ -38,6 +38,18 @@ def test_algbw_and_busbw_as_nccl_tests_define_them():
     assert summary["allreduce_ms_mean"] == pytest.approx(500.0)
 
 
+def test_relative_difference_per_tensor_and_the_reversed_control():
+    import torch
+
+    from gradacc.verify import ReversedGroups, largest_difference, relative_difference
+    b = torch.tensor([3.0, 4.0])
+    assert relative_difference(b + torch.tensor([0.0, 0.5]), b) == pytest.approx(0.1)
+    assert relative_difference(torch.zeros(2), torch.zeros(2)) == 0.0
+    assert largest_difference({"x": b, "y": b * 1.5}, {"x": b, "y": b}) == (pytest.approx(0.5), "y")
+    control = ReversedGroups(CountingStream(), 3)
+    assert [control.next_batch() for _ in range(6)] == [2, 1, 0, 5, 4, 3]
+
+
 @pytest.mark.parametrize("argv, contains", [
     (["ddp", "--workers", "0"], "0 is below the minimum of 1"),
     (["verify", "--workers", "-2"], "below the minimum"),
