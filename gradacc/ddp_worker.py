@@ -73,7 +73,7 @@ def train(job: dict, protocol: Protocol, ctx, rank: int, world: int) -> None:
             raise
         finally:
             result.summaries.update(wall_time_s=time.perf_counter() - start, peak_memory_mb=ctx.peak_memory_mb())
-            write_result(run, result, protocol, ctx)
+            write_result(run, result, protocol, ctx, name)
         click.echo(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()), err=True)
     print_link(run.experiment_id, run.run_id)
 
