@@ -56,7 +56,8 @@ class Convergence:
     missed: list[int] = field(default_factory=list)  # K whose runs never reached it
 
 
-def convergence(converge_runs: pd.DataFrame, series: pd.DataFrame, target: float | None = None) -> Convergence | None:
+def convergence(converge_runs: pd.DataFrame, series: pd.DataFrame,
+                target: float | None = None) -> Convergence | None:
     """Updates to the target training loss per K (newest converge run per K; trailing mean over an epoch).
     Default target: the highest final epoch loss among them, which every measured K reaches."""
     if converge_runs.empty:
@@ -84,8 +85,9 @@ def convergence(converge_runs: pd.DataFrame, series: pd.DataFrame, target: float
 def check_rows(ddp_runs: pd.DataFrame, micro_runs: pd.DataFrame, series: pd.DataFrame, grad_bytes: int,
                latency_us: float | None = None, bandwidth_gb_s: float | None = None) -> list[dict]:
     """Each DDP run, measured against the model's prediction for it: compute from micro runs of the same device
-    and thread count (the slowest of N; slowed by N x threads / cores where CPU workers share cores), all-reduce on the given link, else on a link whose bandwidth is the
-    run's own measured busbw (calibrated: then only the compute, straggler and latency terms are predictions)."""
+    and thread count (the slowest of N; slowed by N x threads / cores where CPU workers share cores), all-reduce
+    on the given link, else on a link whose bandwidth is the run's own measured busbw (calibrated: then only the
+    compute, straggler and latency terms are predictions)."""
     rows = []
     for run in ddp_runs.sort_values("workers").itertuples():
         n = int(run.workers)

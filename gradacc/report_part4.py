@@ -43,8 +43,8 @@ def model_sentences(runs: pd.DataFrame, series: pd.DataFrame) -> list[str]:
     rows = cm.predict(samples.seconds, samples.step_s, grad, topologies, ns)
     at = {(r["interconnect"].split(" (")[0], r["workers"]): r for r in rows}
     out = [f"The model (gradacc commmodel): the float32 gradient is {grad / 1e6:.1f} MB (counted from the model), "
-           f"sent by DDP in {cm.bucket_count(grad)} buckets (a first of 1 MiB, then at most 25 MiB each); each worker computes one micro-batch "
-           f"per update, taken as the slowest of N draws from the {len(samples.seconds)} micro-iterations measured "
+           f"sent by DDP in {cm.bucket_count(grad)} buckets (a first of 1 MiB, then at most 25 MiB each); each worker "
+           f"computes one micro-batch per update, taken as the slowest of N draws from the {len(samples.seconds)} micro-iterations measured "
            f"here (mean {_ms(samples.seconds.mean())}), plus the optimizer step ({_ms(samples.step_s)}), plus the "
            "all-reduce over a two-level topology (8 GPUs per node on NVLink where a network joins nodes)."]
     for n in SHOWN_NS:

@@ -57,7 +57,8 @@ def config_key(part: str, protocol: Protocol, ctx: Context) -> str:
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context, name: str | None = None) -> None:
+def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context,
+                 name: str | None = None) -> None:
     """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt."""
     run.log_metrics(result.series, result.summaries)
     files = {f"series/{name}.csv": series_csv(*steps_values) for name, steps_values in result.series.items()}
