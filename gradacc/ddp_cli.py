@@ -103,6 +103,23 @@ def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir
     return job, workers
 
 
+def log_verify(figures: dict, job: dict, table: str) -> None:
+    """The verify figures as a run of their own (`verify-wN`): metrics, and the table as verify.txt."""
+    from .tracking import print_link, tracked_run
+    smoke = job["protocol"]["smoke"]
+    name = f"verify-w{figures['workers']}" + ("-smoke" if smoke else "")
+    metrics = {f"{kind}_rel_diff_{when}": figures[key][f"{kind}_rel_diff"]
+               for key, when in (("first", "first"), ("last", "last"), ("control_first", "control_first"),
+                                 ("control_last", "control_last"))
+               for kind in ("grad", "weight", "running")}
+    metrics.update({f"test_accuracy_{k}": v for k, v in figures["accuracy"].items()})
+    with tracked_run(name, {"gradacc.part": "verify", "gradacc.smoke": str(smoke).lower()}, job["experiment"]) as run:
+        run.log_params(job["given"], {"updates": str(figures["updates"]), "workers": str(figures["workers"])})
+        run.log_metrics({}, metrics)
+        run.log_files({"verify.txt": table})
+    print_link(run.experiment_id, run.run_id)
+
+
 @click.command("gradacc.ddp_worker")
 @common_options
 def node_options(**options):
@@ -139,9 +156,11 @@ def verify(workers, updates, **options):
     of gradients, weights and BatchNorm statistics; exits non-zero if the first update's gradients differ by
     1e-5 or more."""
     from .verify import table_lines
-    folder = launch(*make_job("verify", workers, updates=updates, **options))
+    job, _ = make_job("verify", workers, updates=updates, **options)
+    folder = launch(job, workers)
     figures = json.loads((folder / "result.json").read_text())
     click.echo("\n".join(table_lines(figures)))
+    log_verify(figures, job, "\n".join(table_lines(figures)) + "\n")
     if figures["first"]["grad_rel_diff"] >= figures["tolerance"]:
         raise VerifyFailed(f"first-update gradients differ by {figures['first']['grad_rel_diff']:.2e} "
                            f">= {figures['tolerance']:.0e}")

@@ -70,6 +70,11 @@ def test_verify_first_update_gradients_agree(tiny_cifar, tracking_store):
     found = re.search(r"first-update gradients agree to (\S+) \(tolerance", result.out)
     assert found and float(found.group(1)) < 1e-5, result.out
     assert "BN running-stat rel diff" in result.out and "test accuracy after 2 updates" in result.out
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient()
+    run, = client.search_runs([client.get_experiment_by_name("gradacc").experiment_id])
+    assert run.info.run_name == "verify-w2-smoke" and run.data.tags["gradacc.part"] == "verify"
+    assert run.data.metrics["grad_rel_diff_first"] < 1e-5 and "test_accuracy_ddp" in run.data.metrics
 
 
 @pytest.mark.slow
