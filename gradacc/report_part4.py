@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import commmodel as cm
-from .commmodel_data import convergence, gradient_bytes, micro_samples
+from .commmodel_data import check_rows, convergence, gradient_bytes, micro_samples
 
 # Three interconnects span the range: one node's fabric, a fast and a slow network between 8-GPU nodes.
 SHOWN = ("NVLink 4", "InfiniBand NDR", "10 GbE")
@@ -92,9 +92,22 @@ def ddp_sentences(ddp: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     return out
 
 
+def check_sentence(ddp: pd.DataFrame, runs: pd.DataFrame, series: pd.DataFrame) -> list[str]:
+    """The model's prediction for each DDP run, beside what it measured."""
+    rows = check_rows(ddp, runs[runs["part"] == "micro"], series, gradient_bytes())
+    if not rows:
+        return []
+    return ["Predicted against measured (the all-reduce's bandwidth calibrated on each run's busbw; compute from "
+            "this setting's micro-iterations" + ("" if all(r["micro_match"] for r in rows) else
+                                                 ", whose thread count differs from the DDP workers'")
+            + "): " + "; ".join(f"N={r['workers']}: {r['predicted_update_s']:.3g} s per update predicted, "
+                                f"{r['measured_update_s']:.3g} s measured" for r in rows)
+            + ". Where CPU workers share the cores with other jobs, the measured compute exceeds the prediction."]
+
+
 def part4_numbers(runs: pd.DataFrame, table: pd.DataFrame, series: pd.DataFrame, ddp: pd.DataFrame) -> list[str]:
     """The sentences that replace Part 4's prose about 'a later issue': the model, then the real DDP runs."""
     out = model_sentences(runs, series)
-    out += ddp_sentences(ddp, table) if len(ddp) else [
+    out += ddp_sentences(ddp, table) + check_sentence(ddp, runs, series) if len(ddp) else [
         "No real DDP runs in this setting (`gradacc ddp --workers N` adds them)."]
     return out
