@@ -78,7 +78,7 @@ def test_verify_first_update_gradients_agree(tiny_cifar, tracking_store):
 
 
 @pytest.mark.slow
-def test_ddp_run_is_logged_once_and_sees_accumulations_data(tiny_cifar, tracking_store):
+def test_ddp_run_is_logged_once_by_rank_0(tiny_cifar, tracking_store):
     from mlflow.tracking import MlflowClient
     result = run_cli(["ddp", "--workers", "2", "--smoke", "--device", "cpu", "--data-dir", tiny_cifar])
     assert result.code == 0, result.err
