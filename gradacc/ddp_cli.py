@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from .cli import WholeNumber, common_options
+from .cli import common_options
+from .cli_types import WholeNumber
 from .errors import ConfigError, GradaccError
 
 CORES_PER_WORKER_LIMIT = 4  # at most this many CPU workers per core: beyond, gloo jobs only thrash
@@ -88,15 +89,18 @@ def launch(job: dict, workers: int) -> Path:
 
 
 def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             local_workers: int | None = None, **extra) -> tuple[dict, int]:
+             cuda_graphs=False, local_workers: int | None = None, **extra) -> tuple[dict, int]:
     """The job every worker reads; `local_workers`: the workers of this node where the job spans several."""
     from .cli import build_protocol, given_params
     from .data import ensure_dataset, resolve_data_dir
+    if cuda_graphs:  # DDP's all-reduce hook runs in Python between the kernels: nothing to capture whole
+        raise ConfigError("--cuda-graphs is not supported by ddp and verify (DDP runs eagerly)")
     resolved_device = check_workers(local_workers or workers, device)
     protocol = build_protocol(workers, epochs, seed, loader, smoke)  # the accumulation it equals: K = N
     root = resolve_data_dir(data_dir)
     ensure_dataset(root)  # found (or downloaded) once here, not by N workers at the same time
-    given = given_params(device, loader, threads, data_dir, smoke, workers=workers, epochs=epochs, seed=seed)
+    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, workers=workers, epochs=epochs,
+                         seed=seed)
     job = {"mode": mode, "protocol": dataclasses.asdict(protocol), "device": resolved_device,
            "threads": 1 if threads == "auto" else threads, "data_root": str(root.resolve()),
            "experiment": experiment, "given": given, **extra}

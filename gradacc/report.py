@@ -99,7 +99,12 @@ def part2(table: pd.DataFrame) -> list[str]:
         return ["No update runs: Part 2 was not measured in this setting."]
     first, last = rows.iloc[0], rows.iloc[-1]
     ratio = last["throughput_img_s"] / first["throughput_img_s"]
-    out = []
+    sources = {str(s) for s in rows["update_source"].dropna()} if "update_source" in rows else {"update"}
+    out = [{"update": "These figures come from update runs.",
+            "converge": "These figures come from the converge runs, which time each of their updates whole "
+                        "(the same updates an update run of the same seed makes): no separate pass over the data."
+            }.get(next(iter(sources)), "") if len(sources) == 1 else
+           "Update runs give these figures where they exist; converge runs, which time the same updates, the rest."]
     if len(rows) > 1:
         sense = ("higher" if ratio > 1 + SAME_PCT / 100 else "lower" if ratio < 1 - SAME_PCT / 100
                  else f"about the same (within {SAME_PCT:g}%)")

@@ -42,7 +42,7 @@ def progress_bar(length: int, label: str):
 
 @functools.cache
 def _environment_text(runtime) -> str:
-    return environment_report(runtime)  # pip freeze takes a second: once per process
+    return environment_report(runtime)  # reading every package's metadata takes a moment: once per process
 
 
 def run_name(part: str, protocol: Protocol) -> str:

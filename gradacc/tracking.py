@@ -115,6 +115,24 @@ def add_tags(run_id: str, tags: dict[str, str]) -> None:
     client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
+def time_metric_writes(uri: str, values: int) -> tuple[float, float]:
+    """Seconds to write `values` metric values into the store at `uri`: batched as runs do, and with one
+    `log_metric` call per value (the benchmark's baseline, the way a loop that logs as it goes writes)."""
+    c = MlflowClient(tracking_uri=uri)
+    exp_id = c.create_experiment("gradacc-logging-bench")
+    now = int(time.time() * 1000)
+    batched_run, each_run = (c.create_run(exp_id).info.run_id for _ in range(2))
+    metrics = [Metric("update_time_s", 0.001 * i, now, i) for i in range(values)]
+    start = time.perf_counter()
+    for first in range(0, values, METRICS_PER_BATCH):
+        c.log_batch(batched_run, metrics=metrics[first: first + METRICS_PER_BATCH])
+    batched_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for m in metrics:
+        c.log_metric(each_run, m.key, m.value, timestamp=m.timestamp, step=m.step)
+    return batched_s, time.perf_counter() - start
+
+
 def series_csv(steps: list[int], values: list[float]) -> str:
     rows = ["step,value"] + [f"{s},{v!r}" for s, v in zip(steps, values)]
     return "\n".join(rows) + "\n"
