@@ -145,7 +145,8 @@ def job_from_options(args: list[str]) -> dict:
 @common_options
 def ddp(workers, **options):
     """Part 4, real synchronous SGD: the converge protocol as N DistributedDataParallel workers (torchrun),
-    the same data as accumulation with K=N; per-update compute vs all-reduce time, algbw/busbw."""
+    the same data as accumulation with K=N; per-update compute vs all-reduce time, algbw/busbw. On a CPU,
+    --threads is per worker (auto = 1)."""
     launch(*make_job("train", workers, **options))
 
 
