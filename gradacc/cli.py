@@ -150,6 +150,11 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
 
 cli.add_command(compare)
 cli.add_command(bench)
+from .ddp_cli import ddp, verify  # noqa: E402  (after the options it borrows from this module)
+cli.add_command(ddp)
+cli.add_command(verify)
+from .commmodel_cli import commmodel  # noqa: E402
+cli.add_command(commmodel)
 
 
 def _on_sigterm(signum, frame):

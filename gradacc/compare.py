@@ -37,6 +37,7 @@ class Section:
     missing: list[str] = field(default_factory=list)
     label: str = ""
     slug: str = ""
+    ddp: pd.DataFrame = field(default_factory=pd.DataFrame)  # real DDP runs of this setting (Part 4)
 
 
 def _plain(value):
