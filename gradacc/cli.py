@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 import click
 
 from .compare_cli import DEFAULT_OUTPUT, compare
 from .config import DEFAULT_KS, DEVICES, LOADERS, Protocol, smoke_protocol
 from .errors import GradaccError
+from .upload_cli import upload
 
 PARTS = ("micro", "update", "converge")
 
@@ -164,7 +166,7 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
           smoke):
     """The study: each part for each k, in one process, as child runs of one parent run. Configurations
     already measured by the same code are reused, not run again."""
-    from .compare_cli import run_compare
+    from .compare_cli import check_output_folder, run_compare
     from .sweep import run_sweep
     chosen = [p.strip() for p in parts.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PARTS))
@@ -172,6 +174,7 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
     protocols = [build_protocol(k, epochs, s, loader, smoke) for s in range(seed, seed + repeats) for k in ks]
+    check_output_folder(Path(output))  # before the measurements, not after them
     ctx = prepare(protocols, device, threads, data_dir)
     given = given_params(device, loader, threads, data_dir, smoke, epochs=epochs, seed=seed)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
@@ -184,6 +187,7 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
 
 
 cli.add_command(compare)
+cli.add_command(upload)
 
 
 def _on_sigterm(signum, frame):
