@@ -190,13 +190,19 @@ cli.add_command(compare)
 cli.add_command(upload)
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def _on_signal(signum, frame):
+    """The first SIGINT or SIGTERM stops the work; the run then logs what it measured. Later ones are ignored so
+    that they cannot cut that logging short: `mlflow run` sends SIGTERM right after forwarding a Ctrl-C, and
+    users press Ctrl-C twice. The bounded HTTP retries keep that logging under a minute even with no server."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main(argv=None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         code = cli.main(args=argv, prog_name="gradacc", standalone_mode=False)
     except click.UsageError as err:
