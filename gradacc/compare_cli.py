@@ -144,4 +144,5 @@ def run_compare(experiment: str | None = None, study: str | None = None,
               show_default=True, help="Compare smoke runs too (kept apart from full-protocol runs).")
 def compare(experiment, study, output, include_smoke):
     """Compare the study's runs from the tracking store: table, plots and an HTML report (Parts 1-4)."""
+    check_output_folder(Path(output))  # before loading the runs, which can take a while
     run_compare(experiment, study or None, output, include_smoke=include_smoke)
