@@ -72,7 +72,7 @@ def test_ctrl_c_under_mlflow_run_keeps_the_partial_series(store):
     assert proc.returncode != 0
     run = store.get_run(launched_run_id(err))
     assert run.info.run_id == runs[0].info.run_id
-    assert run.info.status in ("KILLED", "FAILED"), err  # never left RUNNING
+    assert run.info.status in ("KILLED", "FAILED"), err  # the launcher marks it FAILED; never left RUNNING
     assert "wall_time_s" in run.data.metrics and "peak_memory_mb" in run.data.metrics, err
     steps, _ = history(store, run.info.run_id, "train_loss_update")
     assert steps == list(range(len(steps))) and len(steps) < 16  # the updates done before Ctrl-C, logged
@@ -84,7 +84,7 @@ def test_ctrl_c_under_mlflow_run_keeps_the_partial_series(store):
 def test_sweep_stopped_under_mlflow_run_resumes(store):
     """The launcher alone is interrupted once one child run has finished; `gradacc sweep` then measures only
     what was not finished."""
-    ks = "1,2,4"
+    ks = "1,2"
     proc = launch("main", {"ks": ks, "parts": "update"}, "interrupt-sweep")
     wait_for(proc, store, "interrupt-sweep", lambda runs: any(
         r.info.status == "FINISHED" and r.data.tags.get("gradacc.part") == "update" for r in runs))
@@ -92,15 +92,15 @@ def test_sweep_stopped_under_mlflow_run_resumes(store):
     assert proc.returncode != 0, err
     updates = [r for r in all_runs(store) if r.data.tags.get("gradacc.part") == "update"]
     finished = {r.data.params["k"]: r.info.run_id for r in updates if r.info.status == "FINISHED"}
-    assert finished and len(finished) < 3, err
+    assert finished and len(finished) < 2, err
     assert all(r.info.status != "RUNNING" for r in all_runs(store)), err
 
     resumed = run_cli(["sweep", "--smoke", "--threads", "1", "--parts", "update", "--ks", ks,
                        "--experiment", "interrupt-sweep"])
     assert resumed.code == 0, resumed.err
-    assert f"{3 - len(finished)} runs measured, {len(finished)} reused" in resumed.err
+    assert f"{2 - len(finished)} runs measured, {len(finished)} reused" in resumed.err
     after = [r for r in all_runs(store) if r.data.tags.get("gradacc.part") == "update"
              and r.info.status == "FINISHED"]
-    assert sorted(r.data.params["k"] for r in after) == ["1", "2", "4"]  # each configuration finished once
+    assert sorted(r.data.params["k"] for r in after) == ["1", "2"]  # each configuration finished once
     assert {k: run_id for k, run_id in ((r.data.params["k"], r.info.run_id) for r in after)
             if k in finished} == finished  # the finished ones were reused, not measured again

@@ -6,6 +6,7 @@ from mlflow import MlflowClient
 
 from e2e_support import all_runs, isolated_store, run_cli, write_data_root
 from gradacc import runner
+from gradacc.cli import Terminated
 
 SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2"]
 
@@ -58,17 +59,18 @@ def test_force_measures_again_and_repeats_add_seeds(store):
     assert seeds.count(("1", "43")) == 1 and seeds.count(("2", "43")) == 1
 
 
-def test_interrupted_sweep_resumes_where_it_stopped(store, monkeypatch):
+@pytest.mark.parametrize("interrupt, code", [(KeyboardInterrupt, 130), (Terminated, 143)])  # SIGINT, SIGTERM
+def test_interrupted_sweep_resumes_where_it_stopped(store, monkeypatch, interrupt, code):
     real = runner.PARTS["micro"]
 
     def interrupt_at_k2(protocol, ctx, result, progress):
         if protocol.k == 2:
-            raise KeyboardInterrupt
+            raise interrupt
         return real(protocol, ctx, result, progress)
 
     monkeypatch.setitem(runner.PARTS, "micro", interrupt_at_k2)
     stopped = run_cli(SWEEP)
-    assert stopped.code == 130
+    assert stopped.code == code
     assert {r.info.status for r in runs_by_part(store, "sweep")} == {"KILLED"}
     assert sorted(r.info.status for r in runs_by_part(store, "micro")) == ["FINISHED", "KILLED"]
 
