@@ -14,7 +14,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from .errors import GradaccError, TrackingError
-from .offline import SavedRun
+from .offline import ROOT_ENV, SavedRun
 
 SCHEMA_VERSION = "1"
 DEFAULT_EXPERIMENT = "gradacc"
@@ -149,8 +149,13 @@ class TrackedRun:
                 call()
                 return
             except Exception as err:  # whatever the cause, what was measured must not be lost
-                self.saved = SavedRun.create(self.run_id, self.experiment_id, mlflow.get_tracking_uri(),
-                                             describe(err))
+                try:
+                    self.saved = SavedRun.create(self.run_id, self.experiment_id, mlflow.get_tracking_uri(),
+                                                 describe(err))
+                except OSError as local:
+                    raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} failed ({describe(err)}) "
+                                        f"and run {self.run_id} could not be saved locally either: "
+                                        f"{local.strerror or local} ({local.filename}); set {ROOT_ENV}") from None
         save(self.saved)
 
     def log_params(self, given: dict[str, str], resolved: dict[str, str]) -> None:
