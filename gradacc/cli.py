@@ -206,7 +206,7 @@ def main(argv=None) -> None:
     try:
         code = cli.main(args=argv, prog_name="gradacc", standalone_mode=False)
     except click.UsageError as err:
-        hint = f" (option {err.param.opts[0]})" if getattr(err, "param", None) is not None and \
+        hint = f" (option {err.param.opts[0]})" if isinstance(getattr(err, "param", None), click.Option) and \
             err.param.opts and err.param.opts[0] not in err.format_message() else ""
         click.echo(f"gradacc: error: {err.format_message()}{hint}", err=True)
         sys.exit(2)

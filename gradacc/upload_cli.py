@@ -14,7 +14,8 @@ from .errors import TrackingError
               help="Upload into this store instead (e.g. the same server at a new address).")
 def upload(path: Path, tracking_uri: str | None):
     """Upload the run saved in PATH (a folder printed by a run whose tracking store stopped answering), or every
-    saved run under PATH (default folder: ./gradacc-unsent), and end each run with its saved status."""
+    saved run under PATH (runs are saved under ./gradacc-unsent unless GRADACC_UNSENT_DIR says otherwise), and
+    end each run with its saved status."""
     from .offline import SavedRun, find_saved_runs, mark_uploaded
     from .tracking import upload_saved_run
     folders = find_saved_runs(path)
