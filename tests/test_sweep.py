@@ -2,21 +2,25 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from e2e_support import all_runs, isolated_store, run_cli, write_data_root
 from gradacc import runner
 from gradacc.cli import Terminated
 
-SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2"]
+# One torch thread: on a busy 2-core machine, oversubscribed threads make smoke runs several times slower.
+SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2", "--threads", "1"]
 
 
 @pytest.fixture()
 def store(tmp_path):
     data = write_data_root(tmp_path / "data")
     (tmp_path / "store").mkdir()
+    threads = torch.get_num_threads()
     with isolated_store(tmp_path / "store", data):
         yield MlflowClient()
+    torch.set_num_threads(threads)  # the tests that follow in this process keep their thread count
 
 
 def runs_by_part(client, part: str, status: str | None = None) -> list:
