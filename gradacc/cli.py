@@ -7,63 +7,20 @@ from pathlib import Path
 
 import click
 
+from .bench_cli import bench
 from .compare_cli import DEFAULT_OUTPUT, compare
 from .config import DEFAULT_KS, DEVICES, LOADERS, Protocol, smoke_protocol
-from .errors import GradaccError
+from .cli_types import KList, Threads, WholeNumber
+from .errors import ConfigError, GradaccError
 from .upload_cli import upload
 
 PARTS = ("micro", "update", "converge")
+# Converge runs time each update whole, as update runs do: the default study skips the second pass.
+DEFAULT_PARTS = ("micro", "converge")
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run ends KILLED with what it measured."""
-
-
-class WholeNumber(click.ParamType):
-    """An integer written as one (no '1.5', no 'abc'), at least `minimum`."""
-
-    name = "integer"
-
-    def __init__(self, minimum: int):
-        self.minimum = minimum
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        else:
-            try:
-                number = int(str(value).strip(), 10)
-            except ValueError:
-                self.fail(f"{value!r} is not a whole number", param, ctx)
-        if number < self.minimum:
-            self.fail(f"{number} is below the minimum of {self.minimum}", param, ctx)
-        return number
-
-
-class Threads(WholeNumber):
-    """'auto' (torch's default) or a positive thread count."""
-
-    name = "auto|integer"
-
-    def __init__(self):
-        super().__init__(1)
-
-    def convert(self, value, param, ctx):
-        return "auto" if str(value).strip() == "auto" else super().convert(value, param, ctx)
-
-
-class KList(click.ParamType):
-    """A comma-separated list of accumulation factors, e.g. 1,2,4,8."""
-
-    name = "k-list"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        parts = [p for p in str(value).split(",") if p.strip()]
-        if not parts:
-            self.fail("give at least one k", param, ctx)
-        return tuple(WholeNumber(1).convert(p, param, ctx) for p in parts)
 
 
 def common_options(func):
@@ -84,6 +41,9 @@ def common_options(func):
                      help="Folder that holds cifar-10-batches-py/."),
         click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else gradacc",
                      help="MLflow experiment (ignored under `mlflow run`, which chooses it)."),
+        click.option("--cuda-graphs", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+                     help="Replay each update from a CUDA graph (Parts 2 and 3; same kernels, no Python "
+                          "launches in between). CUDA only."),
         click.option("--smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
                      help="Tiny subset (1,024 train / 256 test images), one epoch: seconds on a CPU. "
                           "Tagged gradacc.smoke=true so comparisons leave it out."),
@@ -93,17 +53,17 @@ def common_options(func):
     return func
 
 
-def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool) -> Protocol:
+def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool, cuda_graphs: bool = False) -> Protocol:
     if smoke:
-        return smoke_protocol(k, seed, loader).validate()
-    return Protocol(k=k, epochs=epochs, seed=seed, loader=loader).validate()
+        return smoke_protocol(k, seed, loader, cuda_graphs).validate()
+    return Protocol(k=k, epochs=epochs, seed=seed, loader=loader, cuda_graphs=cuda_graphs).validate()
 
 
-def given_params(device, loader, threads, data_dir, smoke, **protocol_args) -> dict[str, str]:
+def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **protocol_args) -> dict[str, str]:
     """The options as the user gave them, the same strings `mlflow run` logs for its parameters."""
     given = {key: str(value) for key, value in protocol_args.items()}
     given.update(device=device, loader=loader, threads=str(threads), data_dir=data_dir or "",
-                 smoke=str(smoke).lower())
+                 smoke=str(smoke).lower(), cuda_graphs=str(cuda_graphs).lower())
     return given
 
 
@@ -113,17 +73,20 @@ def prepare(protocols: list[Protocol], device: str, threads, data_dir: str):
     from .parts import Context
     from .runtime import resolve_runtime
     runtime = resolve_runtime(device, None if threads == "auto" else threads)
+    if any(p.cuda_graphs for p in protocols) and not runtime.is_cuda:
+        raise ConfigError(f"--cuda-graphs needs a CUDA device; this run is on {runtime.device.type}")
     root = resolve_data_dir(data_dir)
     return Context.prepare(runtime, root, max(p.train_size for p in protocols),
                            max(p.test_size for p in protocols))
 
 
-def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke) -> None:
+def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
+             cuda_graphs) -> None:
     from .runner import execute
-    protocol = build_protocol(k, epochs, seed, loader, smoke)
+    protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs)
     ctx = prepare([protocol], device, threads, data_dir)
-    execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, k=k, epochs=epochs,
-                                              seed=seed), experiment)
+    execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, cuda_graphs, k=k,
+                                              epochs=epochs, seed=seed), experiment)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -151,8 +114,9 @@ part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fix
 @cli.command()
 @click.option("--ks", type=KList(), default=",".join(map(str, DEFAULT_KS)), show_default=True,
               help="Accumulation factors to run, comma-separated.")
-@click.option("--parts", "parts", default=",".join(PARTS), show_default=True,
-              help="Parts to run for each k, comma-separated (micro, update, converge).")
+@click.option("--parts", "parts", default=",".join(DEFAULT_PARTS), show_default=True,
+              help="Parts to run for each k, comma-separated (micro, update, converge). Converge runs also "
+                   "give Part 2's figures; add update for separate update runs.")
 @click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
               help="Seeds per configuration: --seed, --seed+1, ...")
 @click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
@@ -163,7 +127,7 @@ part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fix
               help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
 @common_options
 def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader, threads, data_dir, experiment,
-          smoke):
+          cuda_graphs, smoke):
     """The study: each part for each k, in one process, as child runs of one parent run. Configurations
     already measured by the same code are reused, not run again."""
     from .compare_cli import check_output_folder, run_compare
@@ -173,10 +137,11 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
     if unknown or not chosen:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
-    protocols = [build_protocol(k, epochs, s, loader, smoke) for s in range(seed, seed + repeats) for k in ks]
+    protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs) for s in range(seed, seed + repeats)
+                 for k in ks]
     check_output_folder(Path(output))  # before the measurements, not after them
     ctx = prepare(protocols, device, threads, data_dir)
-    given = given_params(device, loader, threads, data_dir, smoke, epochs=epochs, seed=seed)
+    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
                  force=str(force).lower(), study=study, output=output)
 
@@ -188,6 +153,12 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
 
 cli.add_command(compare)
 cli.add_command(upload)
+cli.add_command(bench)
+from .ddp_cli import ddp, verify  # noqa: E402  (after the options it borrows from this module)
+cli.add_command(ddp)
+cli.add_command(verify)
+from .commmodel_cli import commmodel  # noqa: E402
+cli.add_command(commmodel)
 
 
 def _on_signal(signum, frame):

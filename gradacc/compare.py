@@ -14,7 +14,7 @@ from .errors import GradaccError
 PARTS = ("micro", "update", "converge")
 # Everything of a configuration but part, K and seed (and values derived from K): runs that differ in any of
 # these are never averaged together. The environment's versions are listed in the report, not grouped on.
-CONFIG_KEYS = ("variant", "smoke", "device_type", "device_name", "torch_threads", "loader", "epochs",
+CONFIG_KEYS = ("variant", "smoke", "cuda_graphs", "device_type", "device_name", "torch_threads", "loader", "epochs",
                "micro_batch", "train_size", "test_size", "lr", "momentum", "weight_decay", "eval_batch",
                "warmup_micro_iters", "timed_micro_iters")
 METRICS = {"micro": ("micro_iter_ms_mean", "micro_iter_ms_std", "opt_step_ms_mean"),
@@ -37,6 +37,7 @@ class Section:
     missing: list[str] = field(default_factory=list)
     label: str = ""
     slug: str = ""
+    ddp: pd.DataFrame = field(default_factory=pd.DataFrame)  # real DDP runs of this setting (Part 4)
 
 
 def _plain(value):
@@ -69,6 +70,17 @@ def _first(values: pd.Series):
     return _plain(values.iloc[0]) if len(values) else None
 
 
+def timing_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Where one K's Part 2 figures come from: its update runs; else its converge runs, which time the same
+    updates of the same seed whole (a run that measured something else per update logs no timings)."""
+    updates = runs[runs["part"] == "update"]
+    if len(updates):
+        return updates, "update"
+    timed = runs[(runs["part"] == "converge") & runs.get("update_time_s_mean", pd.Series(index=runs.index,
+                                                                                         dtype=float)).notna()]
+    return timed, ("converge" if len(timed) else None)
+
+
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per K (numerically sorted) of one setting's selected runs: for each metric the mean over runs
     (seeds), its standard deviation `<metric>_sd` (NaN below two runs) and the run count `<part>_n`; plus the
@@ -81,6 +93,9 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                "total_updates": _first(at_k["total_updates"])}
         for part, metrics in METRICS.items():
             of_part = at_k[at_k["part"] == part]
+            row[f"{part}_runs"] = len(of_part)
+            if part == "update":
+                of_part, row["update_source"] = timing_runs(at_k)
             row[f"{part}_n"] = len(of_part)
             for metric in metrics:
                 values = (of_part[metric] if metric in of_part.columns else pd.Series(dtype=float)).dropna()
@@ -102,6 +117,9 @@ def missing_lines(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PAR
     lines = []
     for part in expected_parts:
         have = {int(k) for k in runs.loc[runs["part"] == part, "k"]}
+        if part == "update":  # converge runs that timed their updates stand in for update runs
+            have |= {int(k) for k in runs.loc[(runs["part"] == "converge") & runs.get(
+                "update_time_s_mean", pd.Series(index=runs.index, dtype=float)).notna(), "k"]}
         lacking = [k for k in all_ks if k not in have]
         if lacking:
             lines.append(f"no {part} runs for K={', '.join(map(str, lacking))}")
@@ -121,6 +139,8 @@ def describe_setting(setting: dict) -> str:
             extras.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
     if setting.get("variant") not in (None, "protocol"):
         extras.insert(0, f"variant {setting['variant']}")
+    if setting.get("cuda_graphs"):
+        extras.insert(0, "CUDA graphs (Parts 2-3)")
     if setting.get("smoke"):
         extras.insert(0, "SMOKE")
     return text + ("; " + ", ".join(extras) if extras else "")
@@ -130,6 +150,8 @@ def _slug(setting: dict) -> str:
     parts = [setting.get("device_type"), setting.get("loader"), f"t{setting.get('torch_threads')}"]
     if setting.get("variant") not in (None, "protocol"):
         parts.append(setting["variant"])
+    if setting.get("cuda_graphs"):
+        parts.append("graphs")
     if setting.get("smoke"):
         parts.append("smoke")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(str(p) for p in parts)).strip("-") or "runs"
@@ -200,7 +222,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         cells = [str(int(row["k"])), "-" if pd.isna(row["effective_batch"]) else f"{int(row['effective_batch'])}",
                  "-" if pd.isna(row["total_updates"]) else f"{int(row['total_updates'])}"]
         cells += [cell(row, metric, part) for _n, metric, part in COLUMNS[3:]]
-        cells.append("/".join(str(int(row[f"{p}_n"])) for p in PARTS))
+        cells.append("/".join(str(int(row[f"{p}_runs"])) for p in PARTS))
         rows.append(cells)
     return header, rows
 

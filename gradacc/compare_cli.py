@@ -110,6 +110,7 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     import pandas as pd
 
     from .compare import LOSS_KEYS, build_sections, tables_text
+    from .report_part4 import matching_ddp
     from .results import load_runs, load_series, resolve_experiments
     study = study or None
     output_dir = Path(output_dir)
@@ -119,7 +120,10 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
     sections = build_sections(runs, expected_ks, expected_parts, where=where)
     chosen = pd.concat([s.runs for s in sections], ignore_index=True)
-    series = load_series(chosen[chosen["part"] == "converge"], keys=LOSS_KEYS)
+    series = load_series(chosen[chosen["part"].isin(["converge", "micro"])], keys=LOSS_KEYS + ("micro_iter_ms",))
+    ddp_runs = load_runs(exp_id, parts=["ddp"], include_smoke=include_smoke)  # any study: matched by setting
+    for section in sections:
+        section.ddp = matching_ddp(ddp_runs, section.setting)
     title = f"gradacc study {study}" if study else f"gradacc experiment {name}"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = (f"From experiment {name!r} (id {exp_id}){', study ' + repr(study) if study else ''}: "

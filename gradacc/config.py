@@ -31,6 +31,7 @@ class Protocol:
     warmup_micro_iters: int = 20  # Part 1, not timed
     timed_micro_iters: int = 80  # Part 1
     smoke: bool = False
+    cuda_graphs: bool = False  # updates replayed from a CUDA graph (Parts 2 and 3; Part 1 times micro-batches)
 
     @property
     def effective_batch(self) -> int:
@@ -62,13 +63,14 @@ class Protocol:
         """The whole resolved protocol, derived values included, as MLflow params."""
         params = {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
         params["smoke"] = str(self.smoke).lower()
+        params["cuda_graphs"] = str(self.cuda_graphs).lower()
         params.update(effective_batch=str(self.effective_batch),
                       updates_per_epoch=str(self.updates_per_epoch),
                       total_updates=str(self.total_updates))
         return params
 
 
-def smoke_protocol(k: int, seed: int, loader: str) -> Protocol:
+def smoke_protocol(k: int, seed: int, loader: str, cuda_graphs: bool = False) -> Protocol:
     """A tiny subset and one epoch through the same code: enough for two updates at k=8, seconds on a CPU."""
     return Protocol(k=k, epochs=1, seed=seed, loader=loader, train_size=1_024, test_size=256,
-                    warmup_micro_iters=2, timed_micro_iters=8, smoke=True)
+                    warmup_micro_iters=2, timed_micro_iters=8, smoke=True, cuda_graphs=cuda_graphs)

@@ -1,6 +1,8 @@
 """THE update: zero the gradients, K micro-steps of backward(loss / K), one optimizer step. Every part calls it."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -27,6 +29,16 @@ def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream,
         with step_timer:
             optimizer.step()
     return loss_sum
+
+
+def make_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream, k: int, micro_batch: int,
+                cuda_graphs: bool = False):
+    """A callable running one whole update, returning its loss sum: `run_update`, or the same update captured
+    once as a CUDA graph and replayed (gradacc/graphs.py)."""
+    if cuda_graphs:
+        from .graphs import GraphedUpdate
+        return GraphedUpdate(model, optimizer, stream, k, micro_batch)
+    return functools.partial(run_update, model, optimizer, stream, k)
 
 
 @torch.no_grad()

@@ -17,6 +17,8 @@ LABELS = {
     "train_loss": ("epoch", "mean micro-batch loss"),
     "train_loss_update": ("update", "mean micro-batch loss"),
     "test_accuracy_epoch": ("epoch", "test accuracy (%)"),
+    "compute_ms": ("update", "forward + backward without all-reduce (ms)"),
+    "allreduce_ms": ("update", "gradient all-reduce (ms)"),
 }
 
 

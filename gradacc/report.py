@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .compare import CONFIG_KEYS, Section, curves, display_rows
+from .report_part4 import part4_numbers
 
 FLAT_PCT = 10.0  # a micro-iteration spread across K below this share of the mean is called flat
 TRACK_PCT = 15.0  # an update time within this share of 'K x micro + step' is said to track it
@@ -98,7 +99,12 @@ def part2(table: pd.DataFrame) -> list[str]:
         return ["No update runs: Part 2 was not measured in this setting."]
     first, last = rows.iloc[0], rows.iloc[-1]
     ratio = last["throughput_img_s"] / first["throughput_img_s"]
-    out = []
+    sources = {str(s) for s in rows["update_source"].dropna()} if "update_source" in rows else {"update"}
+    out = [{"update": "These figures come from update runs.",
+            "converge": "These figures come from the converge runs, which time each of their updates whole "
+                        "(the same updates an update run of the same seed makes): no separate pass over the data."
+            }.get(next(iter(sources)), "") if len(sources) == 1 else
+           "Update runs give these figures where they exist; converge runs, which time the same updates, the rest."]
     if len(rows) > 1:
         sense = ("higher" if ratio > 1 + SAME_PCT / 100 else "lower" if ratio < 1 - SAME_PCT / 100
                  else f"about the same (within {SAME_PCT:g}%)")
@@ -209,8 +215,6 @@ def part4(table: pd.DataFrame) -> list[str]:
             out.append(f"That bound for N={int(last.k)} is {bound / one.iloc[0]:.1f}x the measured throughput of "
                        f"one worker (K=1, {_g(one.iloc[0])} images/s): the ideal speed-up, before any "
                        "communication.")
-    out.append("How much they lower them (iteration time, scaling efficiency and the best number of workers) "
-               "needs the communication and straggler model that a later issue adds, fed by these measurements.")
     return out
 
 
@@ -223,7 +227,8 @@ def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
         "Part 2: update time and throughput": part2(section.table),
         "Part 3: convergence under a fixed epoch budget": part3(
             section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None),
-        "Part 4: what real synchronous SGD adds": part4(section.table),
+        "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
+            runs, section.table, series, section.ddp),
     }
 
 

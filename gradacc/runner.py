@@ -42,7 +42,7 @@ def progress_bar(length: int, label: str):
 
 @functools.cache
 def _environment_text(runtime) -> str:
-    return environment_report(runtime)  # pip freeze takes a second: once per process
+    return environment_report(runtime)  # reading every package's metadata takes a moment: once per process
 
 
 def run_name(part: str, protocol: Protocol) -> str:
@@ -57,14 +57,15 @@ def config_key(part: str, protocol: Protocol, ctx: Context) -> str:
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context) -> None:
+def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context,
+                 name: str | None = None) -> None:
     """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt."""
     run.log_metrics(result.series, result.summaries)
     files = {f"series/{name}.csv": series_csv(*steps_values) for name, steps_values in result.series.items()}
     files["environment.txt"] = _environment_text(ctx.runtime)
     total = len(result.series.get("update_time_s", ([], []))[0])
     window = middle_bounds(total) if total else None
-    title = f"{run_name(result.part, protocol)} on {ctx.runtime.device_name}"
+    title = f"{name or run_name(result.part, protocol)} on {ctx.runtime.device_name}"
 
     def plot(root):
         plot_run(title, result.series, root / "plots" / f"{result.part}.png", window=window)

@@ -94,14 +94,17 @@ def code_version() -> str:
         return __version__
 
 
+def installed_packages() -> str:
+    """name==version of every installed distribution, sorted (pip freeze's list, read in-process in
+    milliseconds where pip takes a second)."""
+    from importlib import metadata
+    found = {(d.metadata["Name"] or "?"): d.version for d in metadata.distributions()}
+    return "".join(f"{name}=={version}\n" for name, version in sorted(found.items(), key=lambda i: i[0].lower()))
+
+
 def environment_report(runtime: Runtime) -> str:
     """Host, device and installed packages: the environment.txt artifact of every run."""
-    try:
-        freeze = subprocess.run([os.sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True,
-                                timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as err:
-        freeze = f"(pip freeze failed: {err})\n"
     lines = [f"host: {platform.node()}", f"platform: {platform.platform()}",
              f"python: {platform.python_version()}", f"cpu_count: {os.cpu_count()}"]
     lines += [f"{key}: {value}" for key, value in runtime.as_params().items()]
-    return "\n".join(lines) + "\n\npip freeze:\n" + freeze
+    return "\n".join(lines) + "\n\npackages:\n" + installed_packages()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 import time
@@ -15,68 +14,18 @@ from mlflow.tracking import MlflowClient
 
 from .errors import GradaccError, TrackingError
 from .offline import ROOT_ENV, SavedRun
+from .store import bound_http_retries, describe, store_lock
 
 SCHEMA_VERSION = "1"
 DEFAULT_EXPERIMENT = "gradacc"
 UI_ADDRESS = "http://127.0.0.1:5000"
 METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 PARAMS_PER_BATCH = 100
-# MLflow retries a failed HTTP request 7 times (backoff factor 2) and waits up to 120 s for each answer: a dead
-# server would stall every write for minutes. These defaults, used where the user has not set their own, give
-# up after about 10 s on a refused connection and under a minute on a server that hangs.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
-
-def bound_http_retries() -> None:
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
 
 
 def client(tracking_uri: str | None = None) -> MlflowClient:
     bound_http_retries()
     return MlflowClient(tracking_uri)
-
-
-def describe(err: Exception) -> str:
-    """One line for a store error; a refused or timed-out connection as just that, not urllib3's long story."""
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    cause = re.search(r"\[Errno -?\d+\] [^'\")]+|Read timed out|Connection refused", text)
-    if cause and "Max retries exceeded" in text:
-        return f"no answer after {os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES')} retries ({cause.group(0)})"
-    scheme = re.search(r"unsupported URI '([^']*)'.*Supported URI schemes are: (\[[^]]*\])", text)
-    if scheme:  # MLflow words it as a model-registry problem; for gradacc it is the tracking URI that is wrong
-        return f"unsupported URI {scheme.group(1)!r}; MLflow knows the schemes {scheme.group(2)}"
-    return f"{type(err).__name__}: {text}"
-
-
-def sqlite_path(uri: str) -> str | None:
-    """The database file of a `sqlite:///` store URI (relative to the working directory or absolute)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    return None if path in ("", ":memory:") else path
-
-
-@contextmanager
-def store_lock(uri: str):
-    """Processes that open one new sqlite store at once race in its schema migrations and in creating the
-    experiment (MLflow's busy timeout does not prevent it): an exclusive lock on `<db>.lock` makes them take
-    turns. Other stores (a server, PostgreSQL) serialise this themselves."""
-    path = sqlite_path(uri)
-    try:
-        import fcntl
-        handle = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o644) if path else None
-    except (ImportError, OSError):  # no fcntl (Windows), or a folder MLflow will report on itself
-        handle = None
-    if handle is None:
-        yield
-        return
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)  # releases the lock
 
 
 def launcher_run_id() -> str | None:
@@ -231,6 +180,24 @@ def find_finished_run(exp_id: str, config_key: str) -> str | None:
 def add_tags(run_id: str, tags: dict[str, str]) -> None:
     with store_errors(f"tagging run {run_id}"):
         client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def time_metric_writes(uri: str, values: int) -> tuple[float, float]:
+    """Seconds to write `values` metric values into the store at `uri`: batched as runs do, and with one
+    `log_metric` call per value (the benchmark's baseline, the way a loop that logs as it goes writes)."""
+    c = MlflowClient(tracking_uri=uri)
+    exp_id = c.create_experiment("gradacc-logging-bench")
+    now = int(time.time() * 1000)
+    batched_run, each_run = (c.create_run(exp_id).info.run_id for _ in range(2))
+    metrics = [Metric("update_time_s", 0.001 * i, now, i) for i in range(values)]
+    start = time.perf_counter()
+    for first in range(0, values, METRICS_PER_BATCH):
+        c.log_batch(batched_run, metrics=metrics[first: first + METRICS_PER_BATCH])
+    batched_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for m in metrics:
+        c.log_metric(each_run, m.key, m.value, timestamp=m.timestamp, step=m.step)
+    return batched_s, time.perf_counter() - start
 
 
 def series_csv(steps: list[int], values: list[float]) -> str:

@@ -157,7 +157,7 @@ class SyntheticStore:
 
 def runs_frame(micro=None, update=None, accuracy=None, loss=None, seeds=(42,)) -> pd.DataFrame:
     """Typed runs as load_runs returns them: {k: value} per metric, one run per (part, K, seed)."""
-    base = {"status": "FINISHED", "variant": "protocol", "smoke": False, "device_type": "cpu",
+    base = {"status": "FINISHED", "variant": "protocol", "smoke": False, "cuda_graphs": False, "device_type": "cpu",
             "device_name": "CPU", "torch_threads": 2, "loader": "device", "epochs": 5, "micro_batch": 64,
             "train_size": 10240, "test_size": 2048, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
             "eval_batch": 256, "warmup_micro_iters": 20, "timed_micro_iters": 80, "code_version": "x",

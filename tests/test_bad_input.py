@@ -18,7 +18,7 @@ from e2e_support import (SMOKE_TEST, SMOKE_TRAIN, all_runs, assert_one_error_lin
 from gradacc.cli import Terminated
 from gradacc.data import FOLDER, write_batch
 from gradacc.errors import Diverged
-from gradacc.tracking import HTTP_DEFAULTS
+from gradacc.store import HTTP_DEFAULTS
 
 USAGE, FAILURE = 2, 1  # click's usage errors; gradacc's own errors
 

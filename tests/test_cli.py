@@ -83,7 +83,7 @@ def check_common(store, run, part: str, k: int, updates: int, experiment: str = 
     assert metrics["peak_memory_mb"] > 0 and metrics["wall_time_s"] > 0
     dst = store["tmp"] / "downloads" / run.info.run_id
     env = artifact(client, run.info.run_id, "environment.txt", dst).read_text()
-    assert "pip freeze" in env and "mlflow==3.17.2" in env and "device_type: cpu" in env
+    assert "packages:" in env and "mlflow==3.17.2" in env and "device_type: cpu" in env
     png = artifact(client, run.info.run_id, f"plots/{part}.png", dst)
     assert png.read_bytes().startswith(PNG_MAGIC)
     image = matplotlib.image.imread(png)
@@ -141,6 +141,9 @@ def test_converge_smoke_run_in_named_experiment(store, converge):
     epoch_loss = check_series(client, run, dst, "train_loss", [1])
     update_loss = check_series(client, run, dst, "train_loss_update", list(range(8)))
     accuracy = check_series(client, run, dst, "test_accuracy_epoch", [1])
+    update_s = check_series(client, run, dst, "update_time_s", list(range(8)))  # timed as in Part 2
+    assert summary(run, "update_time_s_mean") == pytest.approx(update_s[1:7].mean(), rel=1e-9)  # middle 60%
+    assert summary(run, "throughput_img_s") == pytest.approx(128 / update_s[1:7].mean(), rel=1e-9)
     assert np.all(update_loss > 0)
     assert epoch_loss[0] == pytest.approx(update_loss.mean(), rel=1e-6)  # one epoch: the mean of its updates
     assert summary(run, "final_train_loss") == pytest.approx(epoch_loss[-1], rel=1e-12)
@@ -193,7 +196,7 @@ def test_sweep_parent_and_children(store):
                "[default: device]", "--smoke"]),
     ("update", ["[default: 1]", "[default: 5]", "[default: 42]", "[default: device]", "[default: auto]"]),
     ("converge", ["[default: 1]", "[default: 5]", "[default: 42]", "[default: device]", "[default: auto]"]),
-    ("sweep", ["[default: 1,2,4,8]", "[default: micro,update,converge]", "[default: 5]", "[default: 42]"]),
+    ("sweep", ["[default: 1,2,4,8]", "[default: micro,converge]", "[default: 5]", "[default: 42]"]),
 ])
 def test_help_shows_defaults(command, defaults):
     result = run_cli([command, "--help"])

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from compare_support import SyntheticStore, fresh_store, runs_frame
-from gradacc.compare import (CompareError, build_sections, table_markdown, table_text, tables_csv,
+from gradacc.compare import (CompareError, build_sections, display_rows, table_markdown, table_text, tables_csv,
                              tables_markdown)
 from gradacc.compare_cli import compare, expected_from_sweeps, run_compare
 from gradacc.compare_plots import write_plots
@@ -292,3 +292,28 @@ def test_command_module_is_light():
     assert out.strip() == "[]"
     from gradacc import compare as compare_module, compare_cli, results
     assert compare_cli.PARTS == compare_module.PARTS and compare_cli.STUDY_TAG == results.STUDY_TAG
+
+
+def test_part2_figures_from_converge_runs_unless_update_runs_exist():
+    frame = runs_frame(micro={1: 100.0, 8: 100.0}, accuracy={1: 40.0, 8: 35.0})
+    timed = frame["part"] == "converge"
+    frame.loc[timed, "update_time_s_mean"] = [0.107, 0.807]
+    frame.loc[timed, "throughput_img_s"] = 64 * frame.loc[timed, "k"] / frame.loc[timed, "update_time_s_mean"]
+    section = build_sections(frame, expected_ks=(1, 8))[0]
+    table = section.table.set_index("k")
+    assert list(table["update_source"]) == ["converge", "converge"]
+    assert table.loc[8, "update_n"] == 1 and table.loc[8, "update_runs"] == 0
+    assert table.loc[8, "update_time_s_mean"] == pytest.approx(0.807)
+    assert section.missing == []  # converge runs that timed their updates stand in for update runs
+    assert display_rows(section.table)[1][0][-1] == "1/0/1"  # the runs column counts real runs per part
+    assert "come from the converge runs" in " ".join(part2(section.table))
+    # Where an update run exists it gives the figures; a mixed table says so.
+    with_update = pd.concat([frame, runs_frame(update={8: 0.9})], ignore_index=True)
+    table = build_sections(with_update)[0].table.set_index("k")
+    assert table.loc[8, "update_source"] == "update" and table.loc[8, "update_time_s_mean"] == pytest.approx(0.9)
+    assert table.loc[1, "update_source"] == "converge"
+    assert "Update runs give these figures where they exist" in " ".join(part2(table.reset_index()))
+    # Old converge runs (no timings) give no Part 2 figures.
+    untimed = build_sections(runs_frame(accuracy={1: 40.0}), expected_ks=(1,))[0]
+    assert untimed.table.loc[0, "update_n"] == 0 and untimed.missing == ["no micro runs for K=1",
+                                                                         "no update runs for K=1"]

@@ -12,7 +12,8 @@ import yaml
 from e2e_support import REPO_ROOT
 from gradacc.cli import cli
 
-ENTRY_COMMANDS = {"main": "sweep", "micro": "micro", "update": "update", "converge": "converge"}
+ENTRY_COMMANDS = {"main": "sweep", "micro": "micro", "update": "update", "converge": "converge", "ddp": "ddp",
+                  "verify": "verify", "commmodel": "commmodel"}
 NOT_PARAMETERS = {"experiment"}  # `mlflow run --experiment-name` chooses it
 PREFIX = ["python", "-m", "gradacc"]
 

@@ -12,7 +12,7 @@ import gradacc.runner
 from e2e_support import error_lines, history, isolated_store, run_cli, write_data_root
 from gradacc.cli import Terminated
 from gradacc.errors import Diverged
-from gradacc.tracking import describe, sqlite_path
+from gradacc.store import describe, sqlite_path
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,13 @@ def test_run_converge_fills_its_series(ctx, step_counts):
     assert epoch_loss == pytest.approx([np.mean(update_loss[:2]), np.mean(update_loss[2:])])
     assert all(0.5 < v < 20 and math.isfinite(v) for v in update_loss)
     assert all(0 <= a <= 100 and (a * 64 / 100) == pytest.approx(round(a * 64 / 100)) for a in accuracy)
-    assert result.summaries == {"test_accuracy": accuracy[-1], "final_train_loss": epoch_loss[-1]}
+    # Each update is also timed whole, as Part 2 times it: the same summaries from the same window.
+    timed_updates, update_s = result.series["update_time_s"]
+    assert timed_updates == [0, 1, 2, 3] and min(update_s) > 0
+    mean = float(np.mean(middle_window(update_s)))
+    assert result.summaries == pytest.approx({"test_accuracy": accuracy[-1], "final_train_loss": epoch_loss[-1],
+                                              "update_time_s_mean": mean, "throughput_img_s": 32 / mean,
+                                              "update_time_s_std": float(np.std(middle_window(update_s), ddof=1))})
 
 
 class TinyNet(nn.Module):
@@ -222,3 +228,17 @@ def test_build_model_depends_on_the_seed_alone():
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
     assert a.fc.out_features == 10 and a.conv1.kernel_size == (7, 7) and a.conv1.stride == (2, 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("k", [1, 2])
+def test_cuda_graph_updates_equal_eager_updates(ctx, k):
+    """--cuda-graphs replays the same kernels: the same losses and weights as the eager updates."""
+    cuda = Context(resolve_runtime("cuda", None), ctx.subset, ctx.data_path)
+    results = []
+    for graphs in (False, True):
+        result = Result("converge")
+        run_converge(Protocol(k=k, cuda_graphs=graphs, **TINY), cuda, result)
+        results.append(result.series["train_loss_update"][1])
+    assert len(results[0]) == 8 // k
+    assert results[1] == pytest.approx(results[0], rel=1e-5, abs=0)

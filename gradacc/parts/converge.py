@@ -1,15 +1,22 @@
-"""Part 3: convergence under the fixed epoch budget: epoch losses, per-update losses, test accuracy."""
+"""Part 3: convergence under the fixed epoch budget: epoch losses, per-update losses, test accuracy.
+
+Its updates are the ones an update run of the same seed makes, so it also times each one whole (as Part 2
+does): a study gets Part 2's figures without a second pass over the data."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 
 from ..config import Protocol
-from ..engine import evaluate, run_update
+from ..engine import evaluate, make_update
 from ..errors import Diverged
 from ..model import build_model, build_optimizer
+from ..timing import Timer
 from . import Context, Result, noop, series_from
+from .update import update_summaries
 
 
 def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
@@ -18,12 +25,15 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
     stream = ctx.stream(protocol)
     test_images, test_labels = ctx.test_set(protocol)
     epoch_loss, update_loss, epoch_acc = [], [], []
+    timer = Timer(ctx.runtime.device)
     model.train()
+    update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs)
     try:
         for epoch in range(1, protocol.epochs + 1):
             sums = []  # loss sums stay on the device: one host read per epoch
             for _ in range(protocol.updates_per_epoch):
-                sums.append(run_update(model, optimizer, stream, protocol.k))
+                with timer:  # synchronised at both ends, as in Part 2
+                    sums.append(update())
                 progress(1)
             per_update = (torch.stack(sums) / protocol.k).cpu().tolist()
             update_loss += per_update
@@ -35,5 +45,7 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
         stream.close()
         result.series.update(train_loss=series_from(epoch_loss, first_step=1),
                              train_loss_update=series_from(update_loss),
-                             test_accuracy_epoch=series_from(epoch_acc, first_step=1))
-    result.summaries.update(test_accuracy=epoch_acc[-1], final_train_loss=epoch_loss[-1])
+                             test_accuracy_epoch=series_from(epoch_acc, first_step=1),
+                             update_time_s=series_from(timer.seconds()))
+    result.summaries.update(**update_summaries(np.array(timer.seconds()), protocol.effective_batch),
+                            test_accuracy=epoch_acc[-1], final_train_loss=epoch_loss[-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import Protocol
-from ..engine import run_update
+from ..engine import make_update
 from ..model import build_model, build_optimizer
 from ..timing import Timer, middle_window
 from . import Context, Result, noop, series_from
@@ -24,11 +24,12 @@ def run_update_part(protocol: Protocol, ctx: Context, result: Result, progress=n
     stream = ctx.stream(protocol)
     timer = Timer(ctx.runtime.device)
     model.train()
+    update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs)
     try:
         for _ in range(protocol.total_updates):
             # Synchronised at both ends: the K fetches, forwards, backwards and the step.
             with timer:
-                run_update(model, optimizer, stream, protocol.k)
+                update()
             progress(1)
     finally:
         stream.close()

@@ -1,0 +1,59 @@
+"""`gradacc bench`: its lines, their ratios and goals, end to end on tiny data (figures, not timed assertions)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from e2e_support import assert_one_error_line, isolated_store, run_cli, write_data_root
+from gradacc.bench import Line
+
+
+def test_line_ratio_goal_and_text():
+    slower = Line("x", "a", 1.02, "b", 1.0, "s", goal="<= 1.01")
+    assert slower.ratio == pytest.approx(1.02) and slower.met is False and "MISSED" in slower.text()
+    faster = Line("y", "a", 10.0, "b", 2.0, "img/s", goal=">= 5")
+    assert faster.met is True and "ratio 5.000" in faster.text() and "goal >= 5: met" in faster.text()
+    assert Line("z", "a", 1.0, "b", 2.0, "s").met is None
+
+
+@pytest.fixture(scope="module")
+def smoke_bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    data = write_data_root(tmp_path_factory.mktemp("bench_data"))
+    with isolated_store(tmp, data):
+        result = run_cli(["bench", "--smoke", "--threads", "1", "--batches", "5", "--updates", "5",
+                          "--log-values", "20", "--e2e-ks", "2", "--json", str(tmp / "bench.json")])
+        assert result.code == 0, result.err
+        yield result, json.loads((tmp / "bench.json").read_text()), tmp
+
+
+def test_bench_prints_every_line_with_its_ratio(smoke_bench):
+    result, lines, _tmp = smoke_bench
+    names = [line["name"] for line in lines]
+    assert names == ["data stream, delivery", "data stream, K=1 update", "tracking overhead", "logging cost",
+                     "end to end, the study"]
+    for line in lines:
+        assert line["a"] > 0 and line["b"] > 0 and math.isfinite(line["ratio"])
+        assert f"ratio {line['ratio']:.3f}" in result.out
+    assert "CUDA-graph floor: skipped (needs CUDA)" in result.out
+    assert "1 torch threads" in result.err  # the threads it used are printed
+    tracking = lines[2]
+    assert tracking["goal"] == "<= 1.01" and "fixed cost of tracking" in tracking["note"]
+
+
+def test_end_to_end_runs_both_sides_to_results(smoke_bench):
+    result, lines, tmp = smoke_bench
+    rows = [r.split() for r in result.out.splitlines() if r[:2] in ("1 ", "2 ")]
+    assert [(r[0], r[1]) for r in rows] == [("2", "gradacc"), ("2", "reference")]
+    for row in rows:  # micro ms, update s, final loss, test accuracy: all measured on both sides
+        micro_ms, update_s, loss, accuracy = map(float, row[2:6])
+        assert micro_ms > 0 and update_s > 0 and math.isfinite(loss) and 0 <= accuracy <= 100
+    # the bench's own runs go to temporary stores, not to the user's
+    assert not (tmp / "mlruns").exists() or not any((tmp / "mlruns").iterdir())
+
+
+def test_bad_lines_option_is_one_line_error(tmp_path):
+    with isolated_store(tmp_path):
+        assert_one_error_line(run_cli(["bench", "--lines", "streams,warp"]), "unknown line(s) warp")

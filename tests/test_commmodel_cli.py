@@ -1,0 +1,71 @@
+"""`gradacc commmodel` end to end on a store of synthetic micro, converge and ddp runs: tables, plots, its run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from e2e_support import assert_one_error_line, run_cli
+
+SETTING = {"device_type": "cpu", "device_name": "Test CPU", "loader": "device", "epochs": "2", "micro_batch": "64",
+           "train_size": "1280", "test_size": "256", "lr": "0.1", "momentum": "0.9", "weight_decay": "0.0005",
+           "seed": "42", "smoke": "false"}
+
+
+def log_run(name: str, part: str, params: dict, series: dict, summaries: dict) -> None:
+    from gradacc.tracking import tracked_run
+    with tracked_run(name, {"gradacc.part": part, "gradacc.smoke": "false"}) as run:
+        run.log_params({}, {**SETTING, **params})
+        run.log_metrics({key: (list(range(len(v))), list(v)) for key, v in series.items()}, summaries)
+
+
+@pytest.fixture
+def model_store(tracking_store):
+    rng = np.random.default_rng(0)
+    for threads in (2, 1):
+        log_run(f"micro-k1-t{threads}", "micro", {"k": "1", "torch_threads": str(threads)},
+                {"micro_iter_ms": 300 + rng.lognormal(3, 0.5, 80)}, {"opt_step_ms_mean": 10.0})
+    for k, per_epoch in ((1, 20), (2, 10)):
+        updates = 2 * per_epoch
+        losses = 2.3 * np.exp(-np.arange(updates) / (12 / k)) + 0.5
+        log_run(f"converge-k{k}", "converge", {"k": str(k), "torch_threads": "2", "updates_per_epoch": str(per_epoch)},
+                {"train_loss_update": losses}, {"final_train_loss": float(losses[-per_epoch:].mean())})
+    log_run("ddp-w2", "ddp", {"k": "2", "workers": "2", "torch_threads": "1"}, {},
+            {"compute_ms_mean": 340.0, "allreduce_ms_mean": 120.0, "busbw_gb_s": 0.37, "update_time_s_mean": 0.5,
+             "algbw_gb_s": 0.37, "allreduce_bytes": 44726568.0})
+    return tracking_store
+
+
+def test_commmodel_writes_tables_plots_and_a_run(model_store, tmp_path):
+    from mlflow.tracking import MlflowClient
+    out = tmp_path / "cm"
+    result = run_cli(["commmodel", "--output", out, "--max-workers", "16", "--latency-us", "20",
+                      "--bandwidth-gb-s", "2.5"])
+    assert result.code == 0, result.err
+    for name in ("table.md", "check.md", "presets.md", "commmodel.csv", "plots/update_time_vs_n.png",
+                 "plots/efficiency_vs_n.png", "plots/time_to_target_vs_n.png", "plots/ddp_predicted_vs_measured.png"):
+        assert (out / name).is_file(), name
+    table = (out / "table.md").read_text()
+    assert "InfiniBand NDR" in table and "custom (20 us, 2.5 GB/s)" in table and "(extrap.)" in table
+    assert "Test CPU (1 threads)" in table  # the newest micro run's thread count feeds the model
+    check = (out / "check.md").read_text()
+    assert "ddp-w2" in check and "calibrated" not in check  # the given link, not the run's own busbw
+    assert "Gb/s" in (out / "presets.md").read_text()
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("gradacc")
+    run, = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("gradacc.part") == "commmodel"]
+    assert run.info.status == "FINISHED" and run.data.params["gradient_bytes"] == str(4 * 11_181_642)
+    assert any(key.startswith("best_workers.") for key in run.data.metrics)
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"table.md", "check.md", "plots"}
+
+
+def test_commmodel_without_micro_runs_is_one_line(tracking_store, tmp_path):
+    log_run("converge-k1", "converge", {"k": "1", "updates_per_epoch": "2"}, {"train_loss_update": [2.0, 1.0]}, {})
+    result = run_cli(["commmodel", "--output", tmp_path / "cm"])
+    assert result.code == 1
+    assert_one_error_line(result, "no FINISHED micro runs")
+
+
+def test_a_link_needs_latency_and_bandwidth(tracking_store, tmp_path):
+    result = run_cli(["commmodel", "--latency-us", "5", "--output", tmp_path / "cm"])
+    assert result.code == 1
+    assert_one_error_line(result, "give both --latency-us and --bandwidth-gb-s")

@@ -1,0 +1,110 @@
+"""Real DDP (torchrun, gloo on CPU): the rank's share of the stream, bandwidth definitions, worker counts the
+machine cannot start, verify's first-update agreement, one logged smoke run, a failing worker."""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+from e2e_support import assert_one_error_line, history, run_cli
+from gradacc.parts.ddp import RankStream, bandwidth_summaries
+
+
+class CountingStream:
+    def __init__(self):
+        self.n = -1
+        self.closed = False
+
+    def next_batch(self):
+        self.n += 1
+        return self.n
+
+    def close(self):
+        self.closed = True
+
+
+def test_rank_takes_its_micro_batch_of_every_group():
+    for rank in range(3):
+        stream = RankStream(CountingStream(), rank, 3)
+        assert [stream.next_batch() for _ in range(4)] == [rank, 3 + rank, 6 + rank, 9 + rank]
+
+
+def test_algbw_and_busbw_as_nccl_tests_define_them():
+    summary = bandwidth_summaries(np.full(10, 0.5), 4e9, world=4)
+    assert summary["algbw_gb_s"] == pytest.approx(8.0)
+    assert summary["busbw_gb_s"] == pytest.approx(8.0 * 2 * 3 / 4)
+    assert summary["allreduce_ms_mean"] == pytest.approx(500.0)
+
+
+def test_relative_difference_per_tensor_and_the_reversed_control():
+    import torch
+
+    from gradacc.verify import ReversedGroups, largest_difference, relative_difference
+    b = torch.tensor([3.0, 4.0])
+    assert relative_difference(b + torch.tensor([0.0, 0.5]), b) == pytest.approx(0.1)
+    assert relative_difference(torch.zeros(2), torch.zeros(2)) == 0.0
+    assert largest_difference({"x": b, "y": b * 1.5}, {"x": b, "y": b}) == (pytest.approx(0.5), "y")
+    control = ReversedGroups(CountingStream(), 3)
+    assert [control.next_batch() for _ in range(6)] == [2, 1, 0, 5, 4, 3]
+
+
+@pytest.mark.parametrize("argv, contains", [
+    (["ddp", "--workers", "0"], "0 is below the minimum of 1"),
+    (["verify", "--workers", "-2"], "below the minimum"),
+    (["ddp", "--workers", str(4 * (os.cpu_count() or 1) + 1), "--device", "cpu"], "more than this machine"),
+    (["ddp", "--workers", "two"], "not a whole number"),
+])
+def test_worker_counts_the_machine_cannot_start(argv, contains, tracking_store):
+    result = run_cli(argv)
+    assert result.code != 0
+    assert_one_error_line(result, contains)
+
+
+@pytest.mark.slow
+def test_verify_first_update_gradients_agree(tiny_cifar, tracking_store):
+    result = run_cli(["verify", "--workers", "2", "--updates", "2", "--smoke", "--device", "cpu",
+                      "--data-dir", tiny_cifar])
+    assert result.code == 0, result.err
+    found = re.search(r"first-update gradients agree to (\S+) \(tolerance", result.out)
+    assert found and float(found.group(1)) < 1e-5, result.out
+    assert "BN running-stat rel diff" in result.out and "test accuracy after 2 updates" in result.out
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient()
+    run, = client.search_runs([client.get_experiment_by_name("gradacc").experiment_id])
+    assert run.info.run_name == "verify-w2-smoke" and run.data.tags["gradacc.part"] == "verify"
+    assert run.data.metrics["grad_rel_diff_first"] < 1e-5 and "test_accuracy_ddp" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_ddp_run_is_logged_once_by_rank_0(tiny_cifar, tracking_store):
+    from mlflow.tracking import MlflowClient
+    result = run_cli(["ddp", "--workers", "2", "--smoke", "--device", "cpu", "--data-dir", tiny_cifar])
+    assert result.code == 0, result.err
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("gradacc").experiment_id])
+    run, = runs  # rank 0 alone logs
+    assert run.info.status == "FINISHED" and run.info.run_name == "ddp-w2-smoke"
+    assert run.data.tags["gradacc.part"] == "ddp" and run.data.params["workers"] == "2"
+    assert run.data.params["k"] == "2" and run.data.params["torch_threads"] == "1"
+    m = run.data.metrics
+    assert m["allreduce_bytes"] == 4 * 11_181_642
+    assert m["busbw_gb_s"] == pytest.approx(m["algbw_gb_s"])  # 2(n-1)/n = 1 for n = 2
+    assert m["compute_ms_mean"] > 0 and m["allreduce_ms_mean"] > 0 and 0 <= m["test_accuracy"] <= 100
+    steps, losses = history(client, run.info.run_id, "train_loss_update")
+    assert steps == list(range(8)) and all(np.isfinite(losses))  # 1,024 images / (64 x 2); same data: see verify
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "series")] == [
+        f"series/{name}.csv" for name in sorted(("allreduce_ms", "compute_ms", "opt_step_ms", "test_accuracy_epoch",
+                                                 "train_loss", "train_loss_update", "update_time_s"))]
+
+
+@pytest.mark.slow
+def test_a_failing_worker_is_one_line(tmp_path, tracking_store):
+    from e2e_support import write_raw_batch
+    root = tmp_path / "broken"
+    write_raw_batch(root / "cifar-10-batches-py" / "data_batch_1", np.zeros((3, 5), dtype=np.uint8), [0, 1, 2])
+    result = run_cli(["ddp", "--workers", "2", "--smoke", "--device", "cpu", "--data-dir", root])
+    assert result.code == 1
+    line = assert_one_error_line(result, "DDP worker rank")
+    assert "full log:" in line
