@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 import click
 
@@ -11,6 +12,7 @@ from .compare_cli import DEFAULT_OUTPUT, compare
 from .config import DEFAULT_KS, DEVICES, LOADERS, Protocol, smoke_protocol
 from .cli_types import KList, Threads, WholeNumber
 from .errors import ConfigError, GradaccError
+from .upload_cli import upload
 
 PARTS = ("micro", "update", "converge")
 # Converge runs time each update whole, as update runs do: the default study skips the second pass.
@@ -128,7 +130,7 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
           cuda_graphs, smoke):
     """The study: each part for each k, in one process, as child runs of one parent run. Configurations
     already measured by the same code are reused, not run again."""
-    from .compare_cli import run_compare
+    from .compare_cli import check_output_folder, run_compare
     from .sweep import run_sweep
     chosen = [p.strip() for p in parts.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PARTS))
@@ -137,6 +139,7 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
                                  f"{', '.join(PARTS)}", param_hint="--parts")
     protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs) for s in range(seed, seed + repeats)
                  for k in ks]
+    check_output_folder(Path(output))  # before the measurements, not after them
     ctx = prepare(protocols, device, threads, data_dir)
     given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
@@ -149,6 +152,7 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
 
 
 cli.add_command(compare)
+cli.add_command(upload)
 cli.add_command(bench)
 from .ddp_cli import ddp, verify  # noqa: E402  (after the options it borrows from this module)
 cli.add_command(ddp)
@@ -157,17 +161,23 @@ from .commmodel_cli import commmodel  # noqa: E402
 cli.add_command(commmodel)
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def _on_signal(signum, frame):
+    """The first SIGINT or SIGTERM stops the work; the run then logs what it measured. Later ones are ignored so
+    that they cannot cut that logging short: `mlflow run` sends SIGTERM right after forwarding a Ctrl-C, and
+    users press Ctrl-C twice. The bounded HTTP retries keep that logging under a minute even with no server."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main(argv=None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         code = cli.main(args=argv, prog_name="gradacc", standalone_mode=False)
     except click.UsageError as err:
-        hint = f" (option {err.param.opts[0]})" if getattr(err, "param", None) is not None and \
+        hint = f" (option {err.param.opts[0]})" if isinstance(getattr(err, "param", None), click.Option) and \
             err.param.opts and err.param.opts[0] not in err.format_message() else ""
         click.echo(f"gradacc: error: {err.format_message()}{hint}", err=True)
         sys.exit(2)

@@ -42,6 +42,19 @@ def _write(path: Path, content: str | bytes, written: list[Path]) -> None:
     written.append(path)
 
 
+def check_output_folder(output_dir: Path) -> None:
+    """Creates the folder and writes a probe file in it: a sweep checks this before it measures for hours."""
+    from .compare import CompareError
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".gradacc-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise CompareError(f"cannot write the comparison to {output_dir}: {err.strerror or type(err).__name__}"
+                           f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+
+
 def write_outputs(sections: list[Section], series: pd.DataFrame, output_dir: Path, title: str,
                   source: str) -> tuple[Path, list[Path]]:
     """Plots (plots/ for one setting, plots/<setting>/ for several), table.md, table.csv, report.html."""
@@ -135,4 +148,5 @@ def run_compare(experiment: str | None = None, study: str | None = None,
               show_default=True, help="Compare smoke runs too (kept apart from full-protocol runs).")
 def compare(experiment, study, output, include_smoke):
     """Compare the study's runs from the tracking store: table, plots and an HTML report (Parts 1-4)."""
+    check_output_folder(Path(output))  # before loading the runs, which can take a while
     run_compare(experiment, study or None, output, include_smoke=include_smoke)

@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from .errors import TrackingError
+from .store import bound_http_retries
 
 DEFAULT_EXPERIMENT = "gradacc"
 STUDY_TAG = "gradacc.study"
@@ -40,6 +41,7 @@ def _quote(value: str) -> str:
 def resolve_experiments(experiment: str | Sequence[str] | None = None) -> list[tuple[str, str]]:
     """[(id, name)] for experiment names or ids; default: the `mlflow run` run's experiment, else
     $MLFLOW_EXPERIMENT_NAME, else $MLFLOW_EXPERIMENT_ID, else 'gradacc'."""
+    bound_http_retries()  # a dead server fails in seconds, not minutes
     c = MlflowClient()
     try:
         if experiment is None:

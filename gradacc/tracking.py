@@ -12,7 +12,9 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from .errors import TrackingError
+from .errors import GradaccError, TrackingError
+from .offline import ROOT_ENV, SavedRun
+from .store import bound_http_retries, describe, store_lock
 
 SCHEMA_VERSION = "1"
 DEFAULT_EXPERIMENT = "gradacc"
@@ -21,8 +23,9 @@ METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 PARAMS_PER_BATCH = 100
 
 
-def client() -> MlflowClient:
-    return MlflowClient()
+def client(tracking_uri: str | None = None) -> MlflowClient:
+    bound_http_retries()
+    return MlflowClient(tracking_uri)
 
 
 def launcher_run_id() -> str | None:
@@ -31,18 +34,23 @@ def launcher_run_id() -> str | None:
 
 
 def experiment_id(name: str | None) -> str:
-    """The experiment of the `mlflow run` run; else --experiment / MLFLOW_EXPERIMENT_NAME / 'gradacc'."""
-    c = client()
-    run_id = launcher_run_id()
-    if run_id:
-        return c.get_run(run_id).info.experiment_id
-    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    """The experiment of the `mlflow run` run; else --experiment / MLFLOW_EXPERIMENT_NAME / 'gradacc'.
+
+    The first access to the store (which creates a new one) and the experiment's creation hold the store lock."""
+    uri = mlflow.get_tracking_uri()
     try:
-        found = c.get_experiment_by_name(name)
-        return found.experiment_id if found else c.create_experiment(name)
+        with store_lock(uri):
+            c = client()
+            run_id = launcher_run_id()
+            if run_id:
+                return c.get_run(run_id).info.experiment_id
+            name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+            found = c.get_experiment_by_name(name)
+            return found.experiment_id if found else c.create_experiment(name)
+    except GradaccError:
+        raise
     except Exception as err:
-        raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} is not usable: "
-                            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+        raise TrackingError(f"tracking store {uri} is not usable: {describe(err)}") from None
 
 
 def runs_link(exp_id: str, run_id: str | None = None) -> str:
@@ -52,30 +60,63 @@ def runs_link(exp_id: str, run_id: str | None = None) -> str:
     return f"{base}/#/experiments/{exp_id}/runs" + (f"/{run_id}" if run_id else "")
 
 
+def params_to_log(existing: dict[str, str], given: dict[str, str], resolved: dict[str, str]) -> list[Param]:
+    """The options as given and the resolved config, never changing a param already there (`mlflow run` logs its
+    parameters as given, e.g. k=04): a resolved value that differs goes under `<key>_resolved`."""
+    todo = {key: str(value) for key, value in given.items() if key not in existing}
+    for key, value in resolved.items():
+        value = str(value)
+        if key not in existing and key not in todo:
+            todo[key] = value
+        elif existing.get(key, todo.get(key)) != value:
+            todo[f"{key}_resolved"] = value
+    return [Param(key, value) for key, value in todo.items() if existing.get(key) != value]
+
+
+def log_in_batches(c: MlflowClient, run_id: str, params=(), tags=(), metrics=()) -> None:
+    params, tags, metrics = list(params), list(tags), list(metrics)
+    for start in range(0, len(params), PARAMS_PER_BATCH):
+        c.log_batch(run_id, params=params[start: start + PARAMS_PER_BATCH])
+    if tags:
+        c.log_batch(run_id, tags=tags)
+    for start in range(0, len(metrics), METRICS_PER_BATCH):
+        c.log_batch(run_id, metrics=metrics[start: start + METRICS_PER_BATCH])
+
+
 class TrackedRun:
-    """One MLflow run: every write to it goes through here, batched."""
+    """One MLflow run: every write to it goes through here, batched. If the store stops answering (after the
+    bounded HTTP retries), the write and every later one of this run go to a SavedRun folder instead."""
 
     def __init__(self, run_id: str, exp_id: str):
         self.run_id, self.experiment_id = run_id, exp_id
         self.client = client()
+        self.saved: SavedRun | None = None
+
+    def _write(self, call, save) -> None:
+        if self.saved is None:
+            try:
+                call()
+                return
+            except Exception as err:  # whatever the cause, what was measured must not be lost
+                try:
+                    self.saved = SavedRun.create(self.run_id, self.experiment_id, mlflow.get_tracking_uri(),
+                                                 describe(err))
+                except OSError as local:
+                    raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} failed ({describe(err)}) "
+                                        f"and run {self.run_id} could not be saved locally either: "
+                                        f"{local.strerror or local} ({local.filename}); set {ROOT_ENV}") from None
+        save(self.saved)
 
     def log_params(self, given: dict[str, str], resolved: dict[str, str]) -> None:
-        """Logs the options as given and the resolved config, never changing a param already there (`mlflow
-        run` logs its parameters as given, e.g. k=04): a resolved value that differs goes under `<key>_resolved`."""
-        existing = self.client.get_run(self.run_id).data.params
-        todo = {key: str(value) for key, value in given.items() if key not in existing}
-        for key, value in resolved.items():
-            value = str(value)
-            if key not in existing and key not in todo:
-                todo[key] = value
-            elif existing.get(key, todo.get(key)) != value:
-                todo[f"{key}_resolved"] = value
-        todo = [Param(key, value) for key, value in todo.items()]
-        for start in range(0, len(todo), PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=todo[start: start + PARAMS_PER_BATCH])
+        def call():
+            existing = self.client.get_run(self.run_id).data.params
+            log_in_batches(self.client, self.run_id, params=params_to_log(existing, given, resolved))
+        self._write(call, lambda saved: saved.add_params(given, resolved))
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._write(lambda: log_in_batches(self.client, self.run_id,
+                                           tags=[RunTag(k, str(v)) for k, v in tags.items()]),
+                    lambda saved: saved.add_tags(tags))
 
     def log_metrics(self, series: dict[str, tuple[list[int], list[float]]],
                     summaries: dict[str, float]) -> None:
@@ -84,8 +125,8 @@ class TrackedRun:
         metrics = [Metric(name, float(v), now, int(s)) for name, (steps, values) in series.items()
                    for s, v in zip(steps, values)]
         metrics += [Metric(name, float(v), now, 0) for name, v in summaries.items()]
-        for start in range(0, len(metrics), METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[start: start + METRICS_PER_BATCH])
+        self._write(lambda: log_in_batches(self.client, self.run_id, metrics=metrics),
+                    lambda saved: saved.add_metrics([(m.key, m.value, m.timestamp, m.step) for m in metrics]))
 
     def log_files(self, files: dict[str, str | bytes], writers=()) -> None:
         """Artifacts from memory: {relative path: content}; `writers` are callables that write into the folder."""
@@ -97,22 +138,48 @@ class TrackedRun:
                 path.write_bytes(content if isinstance(content, bytes) else content.encode())
             for write in writers:
                 write(root)
-            self.client.log_artifacts(self.run_id, str(root))
+            self._write(lambda: self.client.log_artifacts(self.run_id, str(root)),
+                        lambda saved: saved.add_artifacts(root))
 
     def end(self, status: str) -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        """Ends the run. If it had to be saved locally: raises TrackingError for a run that would have ended
+        FINISHED (the exit must not be 0), else prints where it is and lets the run's own error go on."""
+        self._write(lambda: self.client.set_terminated(self.run_id, status=status),
+                    lambda saved: saved.end(status))
+        if self.saved is None:
+            return
+        message = (f"tracking store {self.saved.tracking_uri} failed ({self.saved.reason}); run {self.run_id} "
+                   f"({status}) is saved in {self.saved.folder}: upload it with `gradacc upload "
+                   f"{self.saved.folder}`")
+        if status == "FINISHED":
+            raise TrackingError(message)
+        print(f"gradacc: {message}", file=sys.stderr)
+
+
+@contextmanager
+def store_errors(what: str, uri: str | None = None):
+    """A store call outside a TrackedRun (nothing measured is at stake): its failure is one line, TrackingError."""
+    try:
+        yield
+    except GradaccError:
+        raise
+    except Exception as err:
+        raise TrackingError(f"{what} failed (tracking store {uri or mlflow.get_tracking_uri()}): "
+                            f"{describe(err)}") from None
 
 
 def find_finished_run(exp_id: str, config_key: str) -> str | None:
     """The newest FINISHED run of the experiment whose tag gradacc.config equals config_key, if any."""
-    found = client().search_runs([exp_id], filter_string=f"tags.`gradacc.config` = '{config_key}' and "
-                                 "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
-                                 max_results=1)
+    with store_errors("looking for finished runs"):
+        found = client().search_runs([exp_id], filter_string=f"tags.`gradacc.config` = '{config_key}' and "
+                                     "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+                                     max_results=1)
     return found[0].info.run_id if found else None
 
 
 def add_tags(run_id: str, tags: dict[str, str]) -> None:
-    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    with store_errors(f"tagging run {run_id}"):
+        client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def time_metric_writes(uri: str, values: int) -> tuple[float, float]:
@@ -152,7 +219,8 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
     if own:
         run_id = own
     else:
-        run_id = c.create_run(exp_id, run_name=run_name).info.run_id
+        with store_errors(f"creating run {run_name}"):
+            run_id = c.create_run(exp_id, run_name=run_name).info.run_id
     run = TrackedRun(run_id, exp_id)
     run.set_tags(all_tags)
     try:
@@ -169,3 +237,28 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
 def print_link(exp_id: str, run_id: str | None = None) -> None:
     print(f"runs: {runs_link(exp_id)}" + (f"  (this run: {runs_link(exp_id, run_id)})" if run_id else ""),
           file=sys.stderr)
+
+
+def upload_saved_run(saved: SavedRun, tracking_uri: str | None = None) -> str:
+    """Writes a saved run into its run in the store, leaving out what the store already holds (so an upload that
+    stopped halfway can be repeated), then ends the run with its saved status. Returns a one-line summary."""
+    uri = tracking_uri or saved.tracking_uri
+    c = client(uri)
+    with store_errors(f"uploading run {saved.run_id}", uri):
+        run = c.get_run(saved.run_id)
+        params = params_to_log(run.data.params, saved.params_given, saved.params_resolved)
+        tags = [RunTag(k, v) for k, v in saved.tags.items() if run.data.tags.get(k) != v]
+        metrics = []
+        for key in sorted({point[0] for point in saved.metrics}):
+            there = {(m.step, m.timestamp, repr(m.value)) for m in c.get_metric_history(saved.run_id, key)}
+            metrics += [Metric(k, v, ts, step) for k, v, ts, step in saved.metrics
+                        if k == key and (step, ts, repr(float(v))) not in there]
+        log_in_batches(c, saved.run_id, params=params, tags=tags, metrics=metrics)
+        files = [p for p in saved.artifacts.rglob("*") if p.is_file()]
+        if files:
+            c.log_artifacts(saved.run_id, str(saved.artifacts))
+        if saved.status:
+            c.set_terminated(saved.run_id, status=saved.status, end_time=saved.end_time)
+    status = saved.status or "left as it was (the process stopped before it ended the run)"
+    return (f"run {saved.run_id}: {len(params)} params, {len(tags)} tags, {len(metrics)} metric points, "
+            f"{len(files)} files uploaded to {uri}; status {status}")

@@ -69,7 +69,7 @@ def run_cli(argv: list[str]) -> CliResult:
     """`gradacc.cli.main(argv)` in this process, with stdout/stderr captured and the exit code caught."""
     from gradacc.cli import main
     out, err = io.StringIO(), io.StringIO()
-    old_handler = signal.getsignal(signal.SIGTERM)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # main() sets both
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main([str(a) for a in argv])
@@ -77,7 +77,8 @@ def run_cli(argv: list[str]) -> CliResult:
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
-        signal.signal(signal.SIGTERM, old_handler)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return CliResult(code, out.getvalue(), err.getvalue())
 
 

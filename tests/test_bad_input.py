@@ -18,6 +18,7 @@ from e2e_support import (SMOKE_TEST, SMOKE_TRAIN, all_runs, assert_one_error_lin
 from gradacc.cli import Terminated
 from gradacc.data import FOLDER, write_batch
 from gradacc.errors import Diverged
+from gradacc.store import HTTP_DEFAULTS
 
 USAGE, FAILURE = 2, 1  # click's usage errors; gradacc's own errors
 
@@ -210,3 +211,33 @@ def test_sigterm_ends_the_run_killed(store):
     run = client.get_run(runs[0].info.run_id)
     assert run.info.status == "KILLED" and "wall_time_s" in run.data.metrics
     assert running(store) == []
+
+
+@pytest.mark.parametrize("command", [["sweep", "--smoke", "--parts", "micro", "--ks", "1"], ["compare"]])
+def test_output_folder_not_writable(store, tmp_path, command):
+    """Checked before anything is measured or loaded. A folder inside a regular file: not writable even for root."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    before = len(all_runs(store["client"]))
+    check_rejected(store, command + ["--output", blocker / "out"], FAILURE,
+                   f"cannot write the comparison to {blocker / 'out'}: Not a directory")
+    assert len(all_runs(store["client"])) == before  # no run was started
+
+
+def test_tracking_uri_unreachable_fails_fast(store, monkeypatch):
+    """A closed port: MLflow's retries are bounded by gradacc's defaults, so it gives up in seconds."""
+    from server_support import free_port
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for name in HTTP_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)  # gradacc's own defaults, as for a user who set none
+    start = time.monotonic()
+    check_rejected(store, ["micro", "--smoke"], FAILURE,
+                   f"tracking store {uri} is not usable: no answer after 3 retries ([Errno 111] Connection refused)")
+    assert time.monotonic() - start < 30
+
+
+def test_tracking_uri_malformed(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://x")
+    check_rejected(store, ["micro", "--smoke"], FAILURE,
+                   "tracking store foo://x is not usable: unsupported URI 'foo://x'; MLflow knows the schemes")

@@ -2,20 +2,25 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from e2e_support import all_runs, isolated_store, run_cli, write_data_root
 from gradacc import runner
+from gradacc.cli import Terminated
 
-SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2"]
+# One torch thread: on a busy 2-core machine, oversubscribed threads make smoke runs several times slower.
+SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2", "--threads", "1"]
 
 
 @pytest.fixture()
 def store(tmp_path):
     data = write_data_root(tmp_path / "data")
     (tmp_path / "store").mkdir()
+    threads = torch.get_num_threads()
     with isolated_store(tmp_path / "store", data):
         yield MlflowClient()
+    torch.set_num_threads(threads)  # the tests that follow in this process keep their thread count
 
 
 def runs_by_part(client, part: str, status: str | None = None) -> list:
@@ -58,17 +63,18 @@ def test_force_measures_again_and_repeats_add_seeds(store):
     assert seeds.count(("1", "43")) == 1 and seeds.count(("2", "43")) == 1
 
 
-def test_interrupted_sweep_resumes_where_it_stopped(store, monkeypatch):
+@pytest.mark.parametrize("interrupt, code", [(KeyboardInterrupt, 130), (Terminated, 143)])  # SIGINT, SIGTERM
+def test_interrupted_sweep_resumes_where_it_stopped(store, monkeypatch, interrupt, code):
     real = runner.PARTS["micro"]
 
     def interrupt_at_k2(protocol, ctx, result, progress):
         if protocol.k == 2:
-            raise KeyboardInterrupt
+            raise interrupt
         return real(protocol, ctx, result, progress)
 
     monkeypatch.setitem(runner.PARTS, "micro", interrupt_at_k2)
     stopped = run_cli(SWEEP)
-    assert stopped.code == 130
+    assert stopped.code == code
     assert {r.info.status for r in runs_by_part(store, "sweep")} == {"KILLED"}
     assert sorted(r.info.status for r in runs_by_part(store, "micro")) == ["FINISHED", "KILLED"]
 

@@ -1,0 +1,97 @@
+"""A store that stops answering while a run fails or is interrupted: the run is saved locally with its true
+status (FAILED, KILLED), `gradacc upload` ends it so, and uploading twice adds nothing twice."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from mlflow import MlflowClient
+
+import gradacc.runner
+from e2e_support import error_lines, history, isolated_store, run_cli, write_data_root
+from gradacc.cli import Terminated
+from gradacc.errors import Diverged
+from gradacc.store import describe, sqlite_path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("offline_store")
+    data = write_data_root(tmp_path_factory.mktemp("offline_data"))
+    with isolated_store(tmp, data), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADACC_UNSENT_DIR", str(tmp / "unsent"))
+        yield {"client": MlflowClient(), "tmp": tmp}
+
+
+def unreachable(*args, **kwargs):
+    raise ConnectionError("[Errno 111] Connection refused")
+
+
+def measure_then_lose_store(error):
+    """A part that measures two points; then every write to the store fails, and the part ends with `error`."""
+    def part(protocol, ctx, result, progress):
+        result.series["micro_iter_ms"] = ([0, 1], [5.0, float("nan")])
+        for method in ("log_batch", "log_artifacts", "set_terminated", "get_run"):
+            store_down.setattr(MlflowClient, method, unreachable)
+        if error is not None:
+            raise error
+    return part
+
+
+store_down = pytest.MonkeyPatch()
+
+
+@pytest.mark.parametrize("error, code, status, last_line", [
+    (None, 1, "FINISHED", "gradacc: error: tracking store"),
+    (Diverged("training loss is nan in epoch 1"), 1, "FAILED", "gradacc: error: training loss is nan"),
+    (KeyboardInterrupt(), 130, "KILLED", "gradacc: interrupted;"),
+    (Terminated(), 143, "KILLED", "gradacc: terminated;"),
+])
+def test_saved_with_its_status_then_uploaded(store, monkeypatch, error, code, status, last_line):
+    monkeypatch.setitem(gradacc.runner.PARTS, "micro", measure_then_lose_store(error))
+    unsent = store["tmp"] / "unsent"
+    shutil.rmtree(unsent, ignore_errors=True)
+    try:
+        result = run_cli(["micro", "--k", "2", "--smoke", "--experiment", "offline"])
+    finally:
+        store_down.undo()
+    assert result.code == code and "Traceback" not in result.err
+    ours = [line for line in error_lines(result.err) if line.startswith("gradacc:")]
+    assert ours[-1].startswith(last_line), result.err
+    (folder,) = list(unsent.iterdir())
+    assert any(f"gradacc upload {folder}" in line for line in ours)
+    assert json.loads((folder / "run.json").read_text())["status"] == status
+    client = store["client"]
+    assert client.get_run(folder.name).info.status == "RUNNING"  # until it is uploaded
+
+    backup = store["tmp"] / "backup"
+    shutil.rmtree(backup, ignore_errors=True)
+    shutil.copytree(folder, backup)
+    assert run_cli(["upload", str(unsent)]).code == 0
+    shutil.copytree(backup, folder)  # uploading the same run again adds nothing twice
+    assert run_cli(["upload", str(folder)]).code == 0
+    run = client.get_run(folder.name)
+    assert run.info.status == status
+    steps, values = history(client, folder.name, "micro_iter_ms")
+    assert steps == [0, 1] and values[0] == 5.0 and values[1] != values[1]  # the NaN kept, once
+    assert len(client.get_metric_history(folder.name, "wall_time_s")) == 1
+    assert {a.path for a in client.list_artifacts(folder.name)} >= {"series", "plots", "environment.txt"}
+    if status == "FAILED":
+        assert run.data.tags["gradacc.failure"] == "training loss is nan in epoch 1"
+
+
+def test_upload_rejects_a_folder_without_saved_runs(store, tmp_path):
+    result = run_cli(["upload", str(tmp_path)])
+    assert result.code == 1 and error_lines(result.err) == [f"gradacc: error: no saved run in {tmp_path} "
+                                                            "(a saved run is a folder holding run.json)"]
+
+
+def test_describe_and_sqlite_path():
+    refused = Exception("API request to http://127.0.0.1:9/api failed with exception HTTPConnectionPool(host="
+                        "'127.0.0.1', port=9): Max retries exceeded with url: /api (Caused by NewConnectionError("
+                        "\"...: Failed to establish a new connection: [Errno 111] Connection refused\"))")
+    assert describe(refused).endswith("retries ([Errno 111] Connection refused)")
+    assert sqlite_path("sqlite:///mlflow.db") == "mlflow.db"
+    assert sqlite_path("sqlite:////abs/m.db?timeout=5") == "/abs/m.db"
+    assert sqlite_path("http://127.0.0.1:5000") is None and sqlite_path("sqlite:///:memory:") is None
