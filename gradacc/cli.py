@@ -7,7 +7,7 @@ import sys
 import click
 
 from .compare_cli import DEFAULT_OUTPUT, compare
-from .config import DEFAULT_KS, DEVICES, LOADERS, Protocol, smoke_protocol
+from .config import DEFAULT_KS, DEVICES, LOADERS, LR_SCALINGS, MAX_TRAIN_SIZE, NOISE_MODES, Protocol, smoke_protocol
 from .errors import GradaccError
 
 PARTS = ("micro", "update", "converge")
@@ -85,16 +85,33 @@ def common_options(func):
         click.option("--smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
                      help="Tiny subset (1,024 train / 256 test images), one epoch: seconds on a CPU. "
                           "Tagged gradacc.smoke=true so comparisons leave it out."),
+        # Variants of the protocol (tagged gradacc.variant; compare keeps them apart from the protocol).
+        click.option("--lr-scaling", type=click.Choice(LR_SCALINGS), default=Protocol.lr_scaling,
+                     help="Variant: linear = lr 0.1*K (Goyal et al. 2017)."),
+        click.option("--warmup-epochs", type=WholeNumber(0), default=Protocol.warmup_epochs,
+                     help="Variant: ramp the lr linearly from 0.1 to 0.1*K over these epochs (needs linear)."),
+        click.option("--train-size", type=WholeNumber(64), default=Protocol.train_size,
+                     help=f"Variant: the first N training images (up to {MAX_TRAIN_SIZE:,})."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool) -> Protocol:
+def noise_option(func):
+    """converge and sweep: the gradient noise scale (gradacc/noise.py)."""
+    return click.option("--noise-scale", type=click.Choice(NOISE_MODES), default=Protocol.noise_scale,
+                        help="converge: measure the gradient noise scale B_simple (auto: for K >= 2; such a "
+                             "run records no timings).")(func)
+
+
+def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool, lr_scaling: str = "none",
+                   warmup_epochs: int = 0, train_size: int = Protocol.train_size,
+                   noise_scale: str = "auto") -> Protocol:
+    variant = dict(lr_scaling=lr_scaling, warmup_epochs=warmup_epochs, noise_scale=noise_scale)
     if smoke:
-        return smoke_protocol(k, seed, loader).validate()
-    return Protocol(k=k, epochs=epochs, seed=seed, loader=loader).validate()
+        return smoke_protocol(k, seed, loader, **variant).validate()
+    return Protocol(k=k, epochs=epochs, seed=seed, loader=loader, train_size=train_size, **variant).validate()
 
 
 def given_params(device, loader, threads, data_dir, smoke, **protocol_args) -> dict[str, str]:
@@ -116,12 +133,13 @@ def prepare(protocols: list[Protocol], device: str, threads, data_dir: str):
                            max(p.test_size for p in protocols))
 
 
-def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke) -> None:
+def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
+             **variant) -> None:
     from .runner import execute
-    protocol = build_protocol(k, epochs, seed, loader, smoke)
+    protocol = build_protocol(k, epochs, seed, loader, smoke, **variant)
     ctx = prepare([protocol], device, threads, data_dir)
     execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, k=k, epochs=epochs,
-                                              seed=seed), experiment)
+                                              seed=seed, **variant), experiment)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -131,11 +149,12 @@ def cli():
     every run tracked in MLflow."""
 
 
-def part_command(part: str, doc: str):
+def part_command(part: str, doc: str, extra=lambda func: func):
     @cli.command(part, help=doc)
     @click.option("--k", type=WholeNumber(1), default=1, show_default=True,
                   help="Accumulation factor: micro-batches of 64 per update (effective batch 64*k).")
     @common_options
+    @extra
     def command(**options):
         run_part(part, **options)
     return command
@@ -143,7 +162,8 @@ def part_command(part: str, doc: str):
 
 part_command("micro", "Part 1: forward+backward time of one micro-batch (20 warm-up, 80 timed; ms).")
 part_command("update", "Part 2: time of whole updates (s) and throughput (images/s), middle 60% of U updates.")
-part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fixed budget of epochs.")
+part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fixed budget of epochs; the "
+             "gradient noise scale for K >= 2.", noise_option)
 
 
 @cli.command()
@@ -160,8 +180,9 @@ part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fix
 @click.option("--output", default=DEFAULT_OUTPUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
 @common_options
+@noise_option
 def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader, threads, data_dir, experiment,
-          smoke):
+          smoke, **variant):
     """The study: each part for each k, in one process, as child runs of one parent run. Configurations
     already measured by the same code are reused, not run again."""
     from .compare_cli import run_compare
@@ -171,9 +192,10 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
     if unknown or not chosen:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
-    protocols = [build_protocol(k, epochs, s, loader, smoke) for s in range(seed, seed + repeats) for k in ks]
+    protocols = [build_protocol(k, epochs, s, loader, smoke, **variant)
+                 for s in range(seed, seed + repeats) for k in ks]
     ctx = prepare(protocols, device, threads, data_dir)
-    given = given_params(device, loader, threads, data_dir, smoke, epochs=epochs, seed=seed)
+    given = given_params(device, loader, threads, data_dir, smoke, epochs=epochs, seed=seed, **variant)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
                  force=str(force).lower(), study=study, output=output)
 
