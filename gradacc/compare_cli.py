@@ -96,7 +96,7 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     Returns the report's path. Raises CompareError (a GradaccError) when there is nothing to compare."""
     import pandas as pd
 
-    from .compare import LOSS_KEYS, build_sections, tables_text
+    from .compare import LOSS_KEYS, NOISE_KEYS, build_sections, tables_text
     from .results import load_runs, load_series, resolve_experiments
     study = study or None
     output_dir = Path(output_dir)
@@ -106,7 +106,7 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
     sections = build_sections(runs, expected_ks, expected_parts, where=where)
     chosen = pd.concat([s.runs for s in sections], ignore_index=True)
-    series = load_series(chosen[chosen["part"] == "converge"], keys=LOSS_KEYS)
+    series = load_series(chosen[chosen["part"] == "converge"], keys=LOSS_KEYS + NOISE_KEYS)
     title = f"gradacc study {study}" if study else f"gradacc experiment {name}"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = (f"From experiment {name!r} (id {exp_id}){', study ' + repr(study) if study else ''}: "

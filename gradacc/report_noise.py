@@ -1,0 +1,192 @@
+"""The report's noise-scale discussion (why larger batches converge slower) and the variants set beside the
+protocol; every sentence computed from the runs' numbers."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+from .compare import Section, curves
+from .noise import EMA_DECAY, UNAVAILABLE_K1
+
+HOLD_PCT = 25.0  # measured step ratios within this share of 1 + B_noise/B's are said to follow the prediction
+SMOOTH_SHARE = 10  # steps-to-loss uses a centred running mean over 1/10 of each K's updates
+CLOSE_POINTS = 1.0  # a K=min-to-K=max accuracy gap below this many points is 'closed'
+SAME_ENV = ("smoke", "device_type", "device_name", "loader", "torch_threads")  # what a variant's partner shares
+
+
+def _g(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def b_noise_of(series: pd.DataFrame, runs: pd.DataFrame) -> float | None:
+    """The section's B_noise estimate: the mean of its per-epoch B_simple over every K and epoch."""
+    epochs = curves(series, runs, "noise_scale_simple_epoch")
+    return float(epochs["mean"].mean()) if len(epochs) else None
+
+
+def steps_to_loss(update_curve: pd.DataFrame) -> tuple[float, dict[int, int]]:
+    """The lowest smoothed loss that every K reaches, and the first update (1-based) at which each K reaches it.
+
+    Centred running means: a trailing one would lag by half its window, which is K times shorter at K than at 1."""
+    smoothed = {}
+    for k, rows in update_curve.groupby("k"):
+        window = max(1, len(rows) // SMOOTH_SHARE)
+        smoothed[int(k)] = rows["mean"].rolling(window, center=True, min_periods=1).mean().to_numpy()
+    target = max(np.nanmin(values) for values in smoothed.values())
+    return target, {k: int(np.argmax(values <= target)) + 1 for k, values in smoothed.items()}
+
+
+def prediction_test(update_curve: pd.DataFrame, b_noise: float, micro_batch: int) -> list[str]:
+    """Steps to a common loss per K against S = S_min (1 + B_noise / B), relative to the smallest K."""
+    if update_curve["k"].nunique() < 2:
+        return ["One K only: no steps-to-loss ratio to test the 1 + B_noise/B prediction with."]
+    target, steps = steps_to_loss(update_curve)
+    ks = sorted(steps)
+    base = ks[0]
+
+    def model(k):
+        return 1 + b_noise / (micro_batch * k)
+
+    measured = {k: steps[k] / steps[base] for k in ks}
+    predicted = {k: model(k) / model(base) for k in ks}
+    off = {k: (measured[k] / predicted[k] - 1) * 100 for k in ks[1:]}
+    worst = max(off, key=lambda k: abs(off[k]))
+    verdict = (f"The prediction holds: every K is within {HOLD_PCT:g}% of it (largest departure {off[worst]:+.0f}% "
+               f"at K={worst})." if abs(off[worst]) <= HOLD_PCT else
+               f"The prediction does not hold: K={worst} departs from it by {off[worst]:+.0f}% (more than "
+               f"{HOLD_PCT:g}%; {'more' if off[worst] > 0 else 'fewer'} steps than predicted).")
+    return [f"Updates to reach a training loss of {_g(target)} (the lowest running mean over 1/{SMOOTH_SHARE} of "
+            f"its updates that every K reaches): " + ", ".join(f"K={k} {steps[k]}" for k in ks) + ". "
+            f"Relative to K={base} that is " + ", ".join(f"{measured[k]:.2f}" for k in ks[1:]) + " for K=" +
+            ",".join(map(str, ks[1:])) + f"; S = S_min (1 + B_noise/B) with B_noise = {_g(b_noise)} predicts "
+            + ", ".join(f"{predicted[k]:.2f}" for k in ks[1:]) + " (perfect scaling: " +
+            ", ".join(f"{base / k:.2f}" for k in ks[1:]) + ", no gain: 1.00).", verdict]
+
+
+def noise_sentences(section: Section, series: pd.DataFrame) -> list[str]:
+    """Part 3's why: B_simple per K and epoch, the effective batches against it, the paper's prediction."""
+    runs = section.runs[section.runs["part"] == "converge"]
+    if runs.empty:
+        return ["No converge runs: no gradient noise scale in this setting."]
+    epochs = curves(series, runs, "noise_scale_simple_epoch")
+    micro = int(runs["micro_batch"].dropna().iloc[0]) if runs["micro_batch"].notna().any() else 64
+    out = []
+    if epochs.empty:
+        out.append("No converge run of this setting measured the gradient noise scale (it needs K >= 2 and "
+                   "--noise-scale auto or on; runs made with it off, or before it existed, have none).")
+    else:
+        per_k = "; ".join(f"K={k}: " + ", ".join(_g(v) for v in rows["mean"]) for k, rows in epochs.groupby("k"))
+        by_epoch = epochs.groupby("step")["mean"].mean()
+        first, last = by_epoch.index.min(), by_epoch.index.max()
+        out.append(f"The simple gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018, in "
+                   f"images), per epoch {first}..{last}: {per_k}.")
+        b_noise = float(by_epoch.loc[last])
+        if last > first:
+            sense = "rises" if by_epoch.loc[last] > by_epoch.loc[first] else "falls"
+            out.append(f"Averaged over K it {sense} from {_g(by_epoch.loc[first])} in epoch {first} to "
+                       f"{_g(b_noise)} in epoch {last}: as the loss falls, the mean gradient shrinks faster than "
+                       "its per-example noise, and larger batches become useful." if sense == "rises" else
+                       f"Averaged over K it {sense} from {_g(by_epoch.loc[first])} in epoch {first} to "
+                       f"{_g(b_noise)} in epoch {last}.")
+        batches = [micro * k for k in (1, 2, 4, 8)]
+        below = [b for b in batches if b < b_noise]
+        out.append(f"Against the effective batches {batches[0]}..{batches[-1]}: "
+                   + (f"{', '.join(map(str, below))} lie below B_simple of the last epoch ({_g(b_noise)}), "
+                      if below else f"all lie above B_simple of the last epoch ({_g(b_noise)}), ")
+                   + (f"{', '.join(str(b) for b in batches if b >= b_noise)} above it. " if len(below) < 4 else
+                      "none above it. ")
+                   + "In the paper's model a batch B needs S = S_min (1 + B_noise/B) updates and E = E_min "
+                   f"(1 + B/B_noise) images to reach a given loss: with B_noise = {_g(b_noise)}, a batch of "
+                   f"{batches[-1]} needs {(1 + batches[-1] / b_noise) / (1 + batches[0] / b_noise):.2f}x the images "
+                   f"of a batch of {batches[0]}, so a fixed budget of images leaves the larger K further from "
+                   "the loss a smaller K reaches.")
+    if (runs["k"] == 1).any():
+        out.append(f"K=1: no noise scale ({UNAVAILABLE_K1}).")
+    out.append("How it is measured: per update, |G_small|^2 is the mean squared norm of the K micro-batch "
+               f"gradients (B_small = {micro}, each K times the change of .grad over its backward) and |G_big|^2 "
+               f"that of their mean (B_big = {micro}K); the unbiased estimates of |G|^2 and tr(Sigma) of appendix A "
+               f"are smoothed over updates by exponential moving averages (decay {EMA_DECAY:g} per update, numerator "
+               "and denominator separately); per epoch, the ratio of their means over the epoch. Gradients are those "
+               "of the cross-entropy alone (SGD adds the weight decay inside its step, not into .grad), and "
+               "BatchNorm couples the 64 images of a micro-batch, so the micro-batch is the smallest unit measured.")
+    linear = (runs.get("lr_scaling", pd.Series(dtype=object)) == "linear").any()
+    if not linear:
+        out.append("The 1 + B_noise/B prediction assumes a learning rate tuned for each batch size. This setting "
+                   "holds the lr at 0.1 for every K, so the ordering of its losses mostly reflects K times fewer "
+                   "steps of the same size, not the noise scale; the linear-scaling variant (--lr-scaling linear) "
+                   "is where the prediction applies better, and the report tests it there.")
+    elif epochs.empty:
+        out.append("The linear-scaling variant without a measured noise scale: no B_noise to test the prediction.")
+    else:
+        out.append("This setting scales the lr linearly with K (Goyal et al. 2017), closer to the tuned lr the "
+                   "prediction assumes; B_noise is taken as the mean of the per-epoch B_simple over every K and "
+                   "epoch here.")
+        out += prediction_test(curves(series, runs, "train_loss_update"), b_noise_of(series, runs), micro)
+    return out
+
+
+def _partner(section: Section, sections: list[Section]) -> Section | None:
+    """The protocol section measured in the same environment as a variant section."""
+    for other in sections:
+        if other.setting.get("variant") in (None, "protocol") and all(
+                other.setting.get(key) == section.setting.get(key) for key in SAME_ENV):
+            return other
+    return None
+
+
+def _cell(table: pd.DataFrame, k: int, metric: str, fmt: str) -> str:
+    values = table.loc[table["k"] == k, metric] if metric in table.columns else pd.Series(dtype=float)
+    return format(float(values.iloc[0]), fmt) if len(values) and pd.notna(values.iloc[0]) else "-"
+
+
+def variant_sentences(variant: Section, protocol: Section) -> list[str]:
+    out = []
+    gaps = {}
+    for name, section in (("protocol", protocol), ("variant", variant)):
+        rows = section.table[section.table["test_accuracy"].notna()]
+        if len(rows) >= 2:
+            gaps[name] = (float(rows.iloc[0].test_accuracy - rows.iloc[-1].test_accuracy), int(rows.iloc[0].k),
+                          int(rows.iloc[-1].k))
+    if "protocol" in gaps and "variant" in gaps:
+        (pg, pk0, pk1), (vg, vk0, vk1) = gaps["protocol"], gaps["variant"]
+        if abs(vg) < CLOSE_POINTS:
+            verdict = f"closes the gap (below {CLOSE_POINTS:g} point)"
+        elif abs(vg) < abs(pg):
+            verdict = "narrows the gap"
+        else:
+            verdict = "does not narrow the gap"
+        out.append(f"Test accuracy falls by {pg:.1f} points from K={pk0} to K={pk1} under the protocol and by "
+                   f"{vg:.1f} points from K={vk0} to K={vk1} in the variant: the variant {verdict}.")
+    both = sorted(set(protocol.table["k"]) & set(variant.table["k"]))
+    diffs = [(k, variant.table.loc[variant.table.k == k, "test_accuracy"].iloc[0]
+              - protocol.table.loc[protocol.table.k == k, "test_accuracy"].iloc[0]) for k in both]
+    diffs = [(k, d) for k, d in diffs if pd.notna(d)]
+    if diffs:
+        out.append("Variant minus protocol, test accuracy: " + ", ".join(f"K={k} {d:+.1f}" for k, d in diffs)
+                   + " points (one run per K and seed: the seed-to-seed spread is 1-3 points on this study's GPU).")
+    return out
+
+
+def variants_html(sections: list[Section]) -> str:
+    """Each variant section beside the protocol section of the same environment: accuracy, loss, B_simple."""
+    parts = []
+    for section in sections:
+        if section.setting.get("variant") in (None, "protocol"):
+            continue
+        protocol = _partner(section, sections)
+        if protocol is None:
+            continue
+        ks = sorted(set(protocol.table["k"]) | set(section.table["k"]))
+        header = ["K", "test accuracy % (protocol)", "(variant)", "final loss (protocol)", "(variant)",
+                  "B_simple last epoch (protocol)", "(variant)"]
+        rows = [[str(k)] + [_cell(t, k, m, f) for m, f in (("test_accuracy", ".1f"), ("final_train_loss", ".3f"),
+                                                           ("noise_scale_simple_final", ",.0f"))
+                            for t in (protocol.table, section.table)] for k in ks]
+        table = "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>" \
+            + "<tbody>" + "".join("<tr>" + "".join(f"<td class=n>{html.escape(c)}</td>" for c in r) + "</tr>"
+                                  for r in rows) + "</tbody></table>"
+        parts.append(f"<h3>{html.escape(section.label)} beside the protocol</h3>" + table + "".join(
+            f"<p>{html.escape(s)}</p>" for s in variant_sentences(section, protocol)))
+    return ("<h2 id='variants'>Variants beside the protocol</h2>" + "\n".join(parts)) if parts else ""
