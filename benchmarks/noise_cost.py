@@ -1,62 +1,59 @@
-"""Benchmark: the cost of measuring the gradient noise scale on a converge run, with vs without, interleaved.
+"""Benchmark: the cost of measuring the gradient noise scale, on a converge run of the smoke subset.
 
-Times each update from the progress callback (the gap between consecutive updates of an epoch: the K fetches,
-forwards, backwards, snapshots and the step; the first update of each epoch and the evaluation are left out),
-and the whole run_converge call. Prints the medians and the with/without ratios.
+One model trains through the protocol's updates; the updates alternate with and without the `.grad` snapshots
+(A B B A ...: interleaved update by update, so drifts in the machine's load hit both alike), each update timed
+whole with timing.Timer (the K fetches, forwards, backwards, snapshots and the step). The snapshots only read
+`.grad`, so training is the same either way. Prints the medians and their ratio.
 
-    GRADACC_DATA_DIR=../shared/data python benchmarks/noise_cost.py --k 4 --pairs 3"""
+    GRADACC_DATA_DIR=../shared/data python benchmarks/noise_cost.py --k 4 --updates 16"""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
-import time
 
 from gradacc.config import smoke_protocol
 from gradacc.data import resolve_data_dir
-from gradacc.parts import Context, Result
-from gradacc.parts.converge import run_converge
+from gradacc.engine import run_update
+from gradacc.model import build_model, build_optimizer
+from gradacc.noise import GradientSnapshots
+from gradacc.parts import Context
 from gradacc.runtime import resolve_runtime
-
-
-def one_run(protocol, ctx) -> tuple[float, float]:
-    """(median seconds per update within epochs, seconds of the whole run_converge call)."""
-    stamps = []
-    start = time.perf_counter()
-    run_converge(protocol, ctx, Result("converge"), progress=lambda n=1: stamps.append(time.perf_counter()))
-    whole = time.perf_counter() - start
-    per_epoch = protocol.updates_per_epoch
-    gaps = [b - a for i, (a, b) in enumerate(zip(stamps, stamps[1:])) if (i + 1) % per_epoch]
-    return statistics.median(gaps), whole
+from gradacc.timing import Timer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the smoke subset (1,024 images)")
+    parser.add_argument("--updates", type=int, default=16, help="timed updates, half of them with snapshots")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed updates first")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    runtime = resolve_runtime(args.device, None)
-    ctx = Context.prepare(runtime, resolve_data_dir(None), 1_024, 256)
-    base = dataclasses.replace(smoke_protocol(args.k, 42, "device"), epochs=args.epochs)
-    modes = {"with": dataclasses.replace(base, noise_scale="on"),
-             "without": dataclasses.replace(base, noise_scale="off")}
-    one_run(modes["without"], ctx)  # warm-up: allocator, caches, first-call overheads
-    times = {mode: [] for mode in modes}
-    for pair in range(args.pairs):
-        for mode in (("with", "without") if pair % 2 == 0 else ("without", "with")):  # alternate who goes first
-            times[mode].append(one_run(modes[mode], ctx))
-            print(f"pair {pair} {mode:7s}: {times[mode][-1][0] * 1e3:8.1f} ms/update, "
-                  f"{times[mode][-1][1]:6.2f} s whole", flush=True)
-    update = {m: statistics.median(t[0] for t in v) for m, v in times.items()}
-    whole = {m: statistics.median(t[1] for t in v) for m, v in times.items()}
-    print(f"{runtime.device_name}, K={args.k}, {base.updates_per_epoch} updates/epoch x {args.epochs} epochs, "
-          f"{args.pairs} interleaved pairs (medians):")
-    print(f"  per update: {update['with'] * 1e3:.1f} ms with vs {update['without'] * 1e3:.1f} ms without, "
-          f"ratio {update['with'] / update['without']:.3f}")
-    print(f"  whole run:  {whole['with']:.2f} s with vs {whole['without']:.2f} s without, "
-          f"ratio {whole['with'] / whole['without']:.3f}")
+    runtime = resolve_runtime(args.device, args.threads)
+    protocol = smoke_protocol(args.k, 42, "device").validate()
+    ctx = Context.prepare(runtime, resolve_data_dir(None), protocol.train_size, protocol.test_size)
+    model = build_model(protocol.seed, runtime.device)
+    optimizer = build_optimizer(model, protocol)
+    stream = ctx.stream(protocol)
+    snapshots = GradientSnapshots(model, protocol.k)
+    timers = {"with": Timer(runtime.device), "without": Timer(runtime.device)}
+    model.train()
+    try:
+        for _ in range(args.warmup):
+            run_update(model, optimizer, stream, protocol.k, after_backward=snapshots)
+        for u in range(args.updates):
+            mode = "with" if (u % 4) in (0, 3) else "without"  # A B B A
+            with timers[mode]:
+                run_update(model, optimizer, stream, protocol.k,
+                           after_backward=snapshots if mode == "with" else None)
+            print(f"update {u:3d} {mode:7s} {timers[mode].seconds()[-1] * 1e3:9.1f} ms", flush=True)
+        snapshots.read()
+    finally:
+        stream.close()
+    median = {mode: statistics.median(timer.seconds()) for mode, timer in timers.items()}
+    print(f"{runtime.device_name}, K={protocol.k}, {args.updates} updates interleaved A B B A, medians: "
+          f"{median['with'] * 1e3:.1f} ms with vs {median['without'] * 1e3:.1f} ms without snapshots, "
+          f"ratio {median['with'] / median['without']:.3f}")
 
 
 if __name__ == "__main__":

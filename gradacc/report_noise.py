@@ -128,11 +128,16 @@ def noise_sentences(section: Section, series: pd.DataFrame) -> list[str]:
 
 
 def _partner(section: Section, sections: list[Section]) -> Section | None:
-    """The protocol section measured in the same environment as a variant section."""
-    for other in sections:
-        if other.setting.get("variant") in (None, "protocol") and all(
-                other.setting.get(key) == section.setting.get(key) for key in SAME_ENV):
-            return other
+    """What a variant section is set beside, in the same environment: the same variant without its lr scaling
+    and warm-up (e.g. 'train=50000' for 'lr=linear,warmup=1,train=50000') if present, else the protocol."""
+    variant = section.setting.get("variant") or "protocol"
+    base = ",".join(p for p in variant.split(",") if not p.startswith(("lr=", "warmup="))) or "protocol"
+    same = [other for other in sections if other is not section and all(
+        other.setting.get(key) == section.setting.get(key) for key in SAME_ENV)]
+    for wanted in dict.fromkeys((base, "protocol")):
+        found = [other for other in same if (other.setting.get("variant") or "protocol") == wanted]
+        if found and wanted != variant:
+            return found[0]
     return None
 
 
@@ -141,30 +146,36 @@ def _cell(table: pd.DataFrame, k: int, metric: str, fmt: str) -> str:
     return format(float(values.iloc[0]), fmt) if len(values) and pd.notna(values.iloc[0]) else "-"
 
 
-def variant_sentences(variant: Section, protocol: Section) -> list[str]:
-    out = []
-    gaps = {}
-    for name, section in (("protocol", protocol), ("variant", variant)):
+def _change(gap: float) -> str:
+    return f"{'falls' if gap >= 0 else 'rises'} by {abs(gap):.1f} points"
+
+
+def variant_sentences(variant: Section, base: Section) -> list[str]:
+    """The K=min-to-K=max accuracy gap under the base (the protocol) and under the variant, and per-K deltas."""
+    name = "the protocol" if (base.setting.get("variant") or "protocol") == "protocol" else \
+        f"variant {base.setting['variant']}"
+    out, gaps = [], {}
+    for which, section in (("base", base), ("variant", variant)):
         rows = section.table[section.table["test_accuracy"].notna()]
         if len(rows) >= 2:
-            gaps[name] = (float(rows.iloc[0].test_accuracy - rows.iloc[-1].test_accuracy), int(rows.iloc[0].k),
-                          int(rows.iloc[-1].k))
-    if "protocol" in gaps and "variant" in gaps:
-        (pg, pk0, pk1), (vg, vk0, vk1) = gaps["protocol"], gaps["variant"]
+            gaps[which] = (float(rows.iloc[0].test_accuracy - rows.iloc[-1].test_accuracy), int(rows.iloc[0].k),
+                           int(rows.iloc[-1].k))
+    if "base" in gaps and "variant" in gaps:
+        (pg, pk0, pk1), (vg, vk0, vk1) = gaps["base"], gaps["variant"]
         if abs(vg) < CLOSE_POINTS:
             verdict = f"closes the gap (below {CLOSE_POINTS:g} point)"
         elif abs(vg) < abs(pg):
             verdict = "narrows the gap"
         else:
             verdict = "does not narrow the gap"
-        out.append(f"Test accuracy falls by {pg:.1f} points from K={pk0} to K={pk1} under the protocol and by "
-                   f"{vg:.1f} points from K={vk0} to K={vk1} in the variant: the variant {verdict}.")
-    both = sorted(set(protocol.table["k"]) & set(variant.table["k"]))
+        out.append(f"Test accuracy {_change(pg)} from K={pk0} to K={pk1} under {name} and {_change(vg)} from "
+                   f"K={vk0} to K={vk1} in the variant: the variant {verdict}.")
+    both = sorted(set(base.table["k"]) & set(variant.table["k"]))
     diffs = [(k, variant.table.loc[variant.table.k == k, "test_accuracy"].iloc[0]
-              - protocol.table.loc[protocol.table.k == k, "test_accuracy"].iloc[0]) for k in both]
+              - base.table.loc[base.table.k == k, "test_accuracy"].iloc[0]) for k in both]
     diffs = [(k, d) for k, d in diffs if pd.notna(d)]
     if diffs:
-        out.append("Variant minus protocol, test accuracy: " + ", ".join(f"K={k} {d:+.1f}" for k, d in diffs)
+        out.append(f"Variant minus {name}, test accuracy: " + ", ".join(f"K={k} {d:+.1f}" for k, d in diffs)
                    + " points (one run per K and seed: the seed-to-seed spread is 1-3 points on this study's GPU).")
     return out
 
@@ -175,18 +186,19 @@ def variants_html(sections: list[Section]) -> str:
     for section in sections:
         if section.setting.get("variant") in (None, "protocol"):
             continue
-        protocol = _partner(section, sections)
+        protocol = _partner(section, sections)  # the protocol, or the variant's own base (same data and epochs)
         if protocol is None:
             continue
         ks = sorted(set(protocol.table["k"]) | set(section.table["k"]))
-        header = ["K", "test accuracy % (protocol)", "(variant)", "final loss (protocol)", "(variant)",
-                  "B_simple last epoch (protocol)", "(variant)"]
+        beside = protocol.setting.get("variant") or "protocol"
+        header = ["K", f"test accuracy % ({beside})", "(variant)", f"final loss ({beside})", "(variant)",
+                  f"B_simple last epoch ({beside})", "(variant)"]
         rows = [[str(k)] + [_cell(t, k, m, f) for m, f in (("test_accuracy", ".1f"), ("final_train_loss", ".3f"),
                                                            ("noise_scale_simple_final", ",.0f"))
                             for t in (protocol.table, section.table)] for k in ks]
         table = "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>" \
             + "<tbody>" + "".join("<tr>" + "".join(f"<td class=n>{html.escape(c)}</td>" for c in r) + "</tr>"
                                   for r in rows) + "</tbody></table>"
-        parts.append(f"<h3>{html.escape(section.label)} beside the protocol</h3>" + table + "".join(
+        parts.append(f"<h3>{html.escape(section.label)} beside {html.escape(beside)}</h3>" + table + "".join(
             f"<p>{html.escape(s)}</p>" for s in variant_sentences(section, protocol)))
     return ("<h2 id='variants'>Variants beside the protocol</h2>" + "\n".join(parts)) if parts else ""

@@ -72,9 +72,14 @@ def test_variant_beside_the_protocol_and_the_plot(tmp_path):
     assert len(sections) == 2  # kept apart
     page = variants_html(sections)
     assert "Variants beside the protocol" in page and "variant lr=linear,warmup=1" in page
-    assert "falls by 8.0 points from K=1 to K=8 under the protocol and by 2.0 points" in page
+    assert "falls by 8.0 points from K=1 to K=8 under the protocol and falls by 2.0 points" in page
     assert "the variant narrows the gap" in page and "K=8 +6.0" in page
     assert variants_html([s for s in sections if s.setting["variant"] == "protocol"]) == ""
+    # a variant of other data or epochs is set beside the same data and epochs without the lr scaling
+    short = runs.assign(variant=runs["variant"].map({"protocol": "epochs=1", "lr=linear,warmup=1":
+                                                      "lr=linear,warmup=1,epochs=1"}), epochs=1)
+    assert "beside epochs=1" in variants_html(build_sections(pd.concat([runs, short.assign(
+        run_id=short["run_id"] + "-short")], ignore_index=True)))
     variant = next(s for s in sections if s.setting["variant"] != "protocol")
     made = write_plots(variant, series_frame(variant.runs), tmp_path)
     assert made["noise_scale_vs_epoch"].read_bytes().startswith(b"\x89PNG")
