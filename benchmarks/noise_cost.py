@@ -3,7 +3,9 @@
 One model trains through the protocol's updates; the updates alternate with and without the `.grad` snapshots
 (A B B A ...: interleaved update by update, so drifts in the machine's load hit both alike), each update timed
 whole with timing.Timer (the K fetches, forwards, backwards, snapshots and the step). The snapshots only read
-`.grad`, so training is the same either way. Prints the medians and their ratio.
+`.grad`, so training is the same either way. Prints the medians and their ratio, and the share of the
+snapshot calls themselves (timed alone, synchronised) in the updates that made them: on a loaded machine the
+update-to-update spread can exceed the cost, and this share is the steadier figure.
 
     GRADACC_DATA_DIR=../shared/data python benchmarks/noise_cost.py --k 4 --updates 16"""
 from __future__ import annotations
@@ -37,6 +39,14 @@ def main() -> None:
     stream = ctx.stream(protocol)
     snapshots = GradientSnapshots(model, protocol.k)
     timers = {"with": Timer(runtime.device), "without": Timer(runtime.device)}
+    hook_timer = Timer(runtime.device)
+
+    def timed_snapshots(i: int) -> None:  # on a CPU only: on a GPU the timer's syncs would add to the cost
+        with hook_timer:
+            snapshots(i)
+
+    hook = timed_snapshots if runtime.device.type == "cpu" else snapshots
+
     model.train()
     try:
         for _ in range(args.warmup):
@@ -45,7 +55,7 @@ def main() -> None:
             mode = "with" if (u % 4) in (0, 3) else "without"  # A B B A
             with timers[mode]:
                 run_update(model, optimizer, stream, protocol.k,
-                           after_backward=snapshots if mode == "with" else None)
+                           after_backward=hook if mode == "with" else None)
             print(f"update {u:3d} {mode:7s} {timers[mode].seconds()[-1] * 1e3:9.1f} ms", flush=True)
         snapshots.read()
     finally:
@@ -54,6 +64,10 @@ def main() -> None:
     print(f"{runtime.device_name}, K={protocol.k}, {args.updates} updates interleaved A B B A, medians: "
           f"{median['with'] * 1e3:.1f} ms with vs {median['without'] * 1e3:.1f} ms without snapshots, "
           f"ratio {median['with'] / median['without']:.3f}")
+    if len(hook_timer):
+        print(f"the snapshot calls took {sum(hook_timer.seconds()) / sum(timers['with'].seconds()) * 100:.1f}% of "
+              f"the updates that made them ({statistics.median(hook_timer.seconds()) * 1e3:.1f} ms per micro-step, "
+              "median)")
 
 
 if __name__ == "__main__":

@@ -174,3 +174,20 @@ def test_converge_applies_the_warmup_schedule(ctx, monkeypatch):
     monkeypatch.setattr(converge, "run_update", spy)
     converge_result(ctx, monkeypatch, k=2, lr_scaling="linear", warmup_epochs=1, noise_scale="off")
     assert seen == pytest.approx([0.1 + 0.1 * u / 8 for u in range(8)] + [0.2] * 8)
+
+
+def test_cli_tags_the_variant_and_says_why_k1_has_no_noise_scale(tiny_cifar, tracking_store):
+    from mlflow.tracking import MlflowClient
+
+    from e2e_support import run_cli
+    result = run_cli(["converge", "--k", "1", "--smoke", "--lr-scaling", "linear", "--warmup-epochs", "1",
+                      "--data-dir", tiny_cifar, "--threads", "1"])
+    assert result.code == 0, result.err
+    assert "noise scale unavailable: K=1 has one gradient per update" in result.err
+    assert "variant lr=linear,warmup=1" in result.err
+    run, = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("gradacc").experiment_id])
+    assert run.data.tags["gradacc.variant"] == "lr=linear,warmup=1"
+    assert run.data.tags["gradacc.noise_scale"].startswith("unavailable: K=1")
+    params = run.data.params
+    assert (params["lr_scaling"], params["peak_lr"], params["lr"]) == ("linear", "0.1", "0.1")
+    assert not set(noise.SERIES_KEYS) & set(run.data.metrics)
