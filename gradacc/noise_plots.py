@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
 from .compare_plots import SIZE_IN, _colors, _finish, plt
 
 EFFECTIVE_BATCHES = (64, 128, 256, 512)  # K = 1, 2, 4, 8
@@ -39,6 +41,8 @@ def plot_noise_scale(update_curve: pd.DataFrame, epoch_curve: pd.DataFrame, micr
     if len(values):
         ax.set_ylim(min(values.min(), 64) / 1.5, max(values.max(), 512) * 1.5)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("epoch (each update at its share of an epoch; dots: B_simple of the whole epoch)")
     ax.set_ylabel("B_simple = tr(Sigma) / |G|^2 (images, log)")
     ax.legend(loc="lower right", fontsize=8)
