@@ -97,6 +97,7 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     import pandas as pd
 
     from .compare import LOSS_KEYS, NOISE_KEYS, build_sections, tables_text
+    from .report_noise import noise_summary_text
     from .results import load_runs, load_series, resolve_experiments
     study = study or None
     output_dir = Path(output_dir)
@@ -114,6 +115,7 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     report, written = write_outputs(sections, series, output_dir, title, source)
     click.echo(f"compare: {source}", err=True)
     click.echo(tables_text(sections), nl=False)
+    click.echo(noise_summary_text(sections), nl=False)
     click.echo(f"compare: report {report}; plots and tables in {output_dir}", err=True)
     if log:
         _log_compare_run(name, study, output_dir, written, sections, include_smoke, parent_run_id)

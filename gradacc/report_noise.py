@@ -202,3 +202,16 @@ def variants_html(sections: list[Section]) -> str:
         parts.append(f"<h3>{html.escape(section.label)} beside {html.escape(beside)}</h3>" + table + "".join(
             f"<p>{html.escape(s)}</p>" for s in variant_sentences(section, protocol)))
     return ("<h2 id='variants'>Variants beside the protocol</h2>" + "\n".join(parts)) if parts else ""
+
+
+def noise_summary_text(sections: list[Section]) -> str:
+    """For the terminal: B_simple of the last epoch per K, one line per setting that measured it."""
+    lines = []
+    for section in sections:
+        table = section.table
+        if "noise_scale_simple_final" not in table.columns or table["noise_scale_simple_final"].isna().all():
+            continue
+        rows = table[table["noise_scale_simple_final"].notna()]
+        lines.append(f"{section.label}: gradient noise scale B_simple, last epoch (images): " + ", ".join(
+            f"K={int(r.k)} {_g(r.noise_scale_simple_final)}" for r in rows.itertuples()))
+    return "".join(line + "\n" for line in lines)

@@ -85,7 +85,7 @@ def test_variant_beside_the_protocol_and_the_plot(tmp_path):
     assert made["noise_scale_vs_epoch"].read_bytes().startswith(b"\x89PNG")
 
 
-def test_compare_over_a_store_shows_noise_and_variant(tmp_path, monkeypatch):
+def test_compare_over_a_store_shows_noise_and_variant(tmp_path, monkeypatch, capsys):
     """From the store: noise series of converge runs loaded, the variant a section of its own, report sections."""
     from mlflow.entities import Metric
     fresh_store(tmp_path, monkeypatch)
@@ -95,8 +95,10 @@ def test_compare_over_a_store_shows_noise_and_variant(tmp_path, monkeypatch):
             run_id = store.log("converge", k, variant=variant, accuracy=44.0 - k * (3 if variant is None else 1))
             if k >= 2:
                 store.client.log_batch(run_id, metrics=[Metric("noise_scale_simple_epoch", 100.0 * e, 0, e)
-                                                        for e in range(1, 6)])
+                                                        for e in range(1, 6)]
+                                       + [Metric("noise_scale_simple_final", 500.0, 0, 0)])
     report = run_compare(output_dir=tmp_path / "out", log=False).read_text()
     assert report.count("Part 3, why: the gradient noise scale") == 2
     assert "K=2: 100, 200, 300, 400, 500" in report and "Variants beside the protocol" in report
     assert (tmp_path / "out" / "plots").is_dir()
+    assert "gradient noise scale B_simple, last epoch (images): K=2 500" in capsys.readouterr().out
