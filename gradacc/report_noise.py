@@ -90,18 +90,20 @@ def noise_sentences(section: Section, series: pd.DataFrame) -> list[str]:
                        "its per-example noise, and larger batches become useful." if sense == "rises" else
                        f"Averaged over K it {sense} from {_g(by_epoch.loc[first])} in epoch {first} to "
                        f"{_g(b_noise)} in epoch {last}.")
-        batches = [micro * k for k in (1, 2, 4, 8)]
-        below = [b for b in batches if b < b_noise]
-        out.append(f"Against the effective batches {batches[0]}..{batches[-1]}: "
-                   + (f"{', '.join(map(str, below))} lie below B_simple of the last epoch ({_g(b_noise)}), "
-                      if below else f"all lie above B_simple of the last epoch ({_g(b_noise)}), ")
-                   + (f"{', '.join(str(b) for b in batches if b >= b_noise)} above it. " if len(below) < 4 else
-                      "none above it. ")
-                   + "In the paper's model a batch B needs S = S_min (1 + B_noise/B) updates and E = E_min "
-                   f"(1 + B/B_noise) images to reach a given loss: with B_noise = {_g(b_noise)}, a batch of "
-                   f"{batches[-1]} needs {(1 + batches[-1] / b_noise) / (1 + batches[0] / b_noise):.2f}x the images "
-                   f"of a batch of {batches[0]}, so a fixed budget of images leaves the larger K further from "
-                   "the loss a smaller K reaches.")
+        own = {int(k): float(rows["mean"].iloc[-1]) for k, rows in epochs.groupby("k")}
+        marks = ", ".join(f"K={k}: {micro * k} {'<' if micro * k < b else '>='} {_g(b)}" for k, b in own.items())
+        below = sum(micro * k < b for k, b in own.items())
+        where = ("every effective batch lies below its B_simple" if below == len(own) else
+                 "no effective batch lies below its B_simple" if below == 0 else
+                 f"{below} of {len(own)} effective batches lie below their B_simple")
+        batches = (micro, micro * 8)
+        out.append(f"Each K's effective batch against its own B_simple of epoch {last}: {marks} ({where}). "
+                   "In the paper's model a batch B needs S = S_min (1 + B_noise/B) updates and E = E_min "
+                   f"(1 + B/B_noise) images to reach a given loss: with B_noise = {_g(b_noise)} (epoch {last}, "
+                   f"mean over K), a batch of {batches[1]} needs "
+                   f"{(1 + batches[1] / b_noise) / (1 + batches[0] / b_noise):.2f}x the images of a batch of "
+                   f"{batches[0]}, so a fixed budget of images leaves the larger K further from the loss a smaller "
+                   "K reaches.")
     if (runs["k"] == 1).any():
         out.append(f"K=1: no noise scale ({UNAVAILABLE_K1}).")
     out.append("How it is measured: per update, |G_small|^2 is the mean squared norm of the K micro-batch "

@@ -50,7 +50,8 @@ def test_noise_sentences_give_b_simple_per_k_and_epoch_and_the_lr_caveat():
     text = " ".join(noise_sentences(protocol, series_frame(protocol.runs)))
     assert "per epoch 1..5: K=2: 66.7, 133, 200, 267, 333" in text
     assert "rises from 66.7 in epoch 1 to 333 in epoch 5" in text
-    assert "64, 128, 256 lie below B_simple of the last epoch (333), 512 above it" in text
+    assert "K=2: 128 < 333, K=4: 256 < 333, K=8: 512 >= 333 (2 of 3 effective batches lie below" in text
+    assert "with B_noise = 333 (epoch 5, mean over K), a batch of 512 needs 2.13x the images" in text
     assert "K=1: no noise scale (unavailable: K=1 has one gradient per update" in text
     assert "holds the lr at 0.1 for every K" in text and "decay 0.95" in text and "weight decay" in text
     silent = " ".join(noise_sentences(protocol, series_frame(protocol.runs, noise=False)))
