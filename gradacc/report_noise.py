@@ -153,32 +153,31 @@ def _change(gap: float) -> str:
 
 
 def variant_sentences(variant: Section, base: Section) -> list[str]:
-    """The K=min-to-K=max accuracy gap under the base (the protocol) and under the variant, and per-K deltas."""
+    """The accuracy gap from the smallest to the largest K that both measured, under the base (the protocol)
+    and under the variant, and the per-K differences."""
     name = "the protocol" if (base.setting.get("variant") or "protocol") == "protocol" else \
         f"variant {base.setting['variant']}"
-    out, gaps = [], {}
-    for which, section in (("base", base), ("variant", variant)):
-        rows = section.table[section.table["test_accuracy"].notna()]
-        if len(rows) >= 2:
-            gaps[which] = (float(rows.iloc[0].test_accuracy - rows.iloc[-1].test_accuracy), int(rows.iloc[0].k),
-                           int(rows.iloc[-1].k))
-    if "base" in gaps and "variant" in gaps:
-        (pg, pk0, pk1), (vg, vk0, vk1) = gaps["base"], gaps["variant"]
-        if abs(vg) < CLOSE_POINTS:
-            verdict = f"closes the gap (below {CLOSE_POINTS:g} point)"
-        elif abs(vg) < abs(pg):
-            verdict = "narrows the gap"
+    accuracy = {which: {int(r.k): float(r.test_accuracy) for r in section.table.itertuples()
+                        if pd.notna(r.test_accuracy)} for which, section in (("base", base), ("variant", variant))}
+    both = sorted(set(accuracy["base"]) & set(accuracy["variant"]))
+    out = []
+    if len(both) >= 2:
+        low, high = both[0], both[-1]
+        pg, vg = (accuracy[w][low] - accuracy[w][high] for w in ("base", "variant"))
+        if pg < CLOSE_POINTS:
+            verdict = f"{name} shows no gap to close"
+        elif abs(vg) < CLOSE_POINTS:
+            verdict = f"the variant closes the gap (below {CLOSE_POINTS:g} point)"
+        elif vg < pg:
+            verdict = "the variant narrows the gap"
         else:
-            verdict = "does not narrow the gap"
-        out.append(f"Test accuracy {_change(pg)} from K={pk0} to K={pk1} under {name} and {_change(vg)} from "
-                   f"K={vk0} to K={vk1} in the variant: the variant {verdict}.")
-    both = sorted(set(base.table["k"]) & set(variant.table["k"]))
-    diffs = [(k, variant.table.loc[variant.table.k == k, "test_accuracy"].iloc[0]
-              - base.table.loc[base.table.k == k, "test_accuracy"].iloc[0]) for k in both]
-    diffs = [(k, d) for k, d in diffs if pd.notna(d)]
-    if diffs:
-        out.append(f"Variant minus {name}, test accuracy: " + ", ".join(f"K={k} {d:+.1f}" for k, d in diffs)
-                   + " points (one run per K and seed: the seed-to-seed spread is 1-3 points on this study's GPU).")
+            verdict = "the variant does not narrow the gap"
+        out.append(f"From K={low} to K={high}, test accuracy {_change(pg)} under {name} and {_change(vg)} in the "
+                   f"variant: {verdict}.")
+    if both:
+        out.append(f"Variant minus {name}, test accuracy: " + ", ".join(
+            f"K={k} {round(accuracy['variant'][k] - accuracy['base'][k], 1) + 0.0:+.1f}" for k in both)
+            + " points (one run per K and seed: the seed-to-seed spread is 1-3 points on this study's GPU).")
     return out
 
 
