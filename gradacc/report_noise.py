@@ -44,6 +44,10 @@ def prediction_test(update_curve: pd.DataFrame, b_noise: float, micro_batch: int
         return ["One K only: no steps-to-loss ratio to test the 1 + B_noise/B prediction with."]
     target, steps = steps_to_loss(update_curve)
     ks = sorted(steps)
+    if any(steps[k] == 1 for k in ks):  # some K never got below where it started: nothing to time
+        return [f"Inconclusive: the lowest running-mean loss every K reaches ({_g(target)}) is already reached at "
+                "the first update by K=" + ",".join(str(k) for k in ks if steps[k] == 1) + " (its loss never fell "
+                "below its start), so the updates needed cannot be compared; the runs are too short or diverged."]
     base = ks[0]
 
     def model(k):

@@ -65,6 +65,10 @@ def test_prediction_is_tested_on_the_linear_scaling_variant():
     assert "The prediction holds" in holds and "Updates to reach a training loss of" in holds
     fails = " ".join(noise_sentences(variant, series_frame(variant.runs, gain=False)))
     assert "The prediction does not hold: K=8 departs from it by +" in fails
+    flat = series_frame(variant.runs, gain=False)
+    flat.loc[(flat["key"] == "train_loss_update") & (flat["k"] == 8), "value"] = 3.0  # K=8 never improves
+    assert "Inconclusive: the lowest running-mean loss every K reaches (3) is already reached at the first update " \
+        "by K=1,2,4,8" in " ".join(noise_sentences(variant, flat))
 
 
 def test_variant_beside_the_protocol_and_the_plot(tmp_path):
