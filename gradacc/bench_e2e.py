@@ -70,7 +70,8 @@ def bench_end_to_end(data_root: Path, ks: tuple[int, ...], protocol: Protocol, t
         ours = _run([sys.executable, "-m", "gradacc", "sweep", "--ks", klist, "--epochs", str(epochs),
                      "--seed", str(seed), "--threads", str(threads), "--device", device, "--data-dir",
                      str(data_root), "--study", "bench", "--force", "true", "--output", str(Path(tmp) / "out"),
-                     "--smoke", str(protocol.smoke).lower(), "--cuda-graphs", str(protocol.cuda_graphs).lower()],
+                     "--smoke", str(protocol.smoke).lower(), "--cuda-graphs", str(protocol.cuda_graphs).lower(),
+                     "--parts", "micro,converge", "--noise-scale", "off"],  # the cheapest full study
                     env, "gradacc sweep", tmp)
         ref_json = Path(tmp) / "reference.json"
         theirs = _run([sys.executable, str(REFERENCE), "--data-dir", str(data_root), "--ks", klist, "--epochs",

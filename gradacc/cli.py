@@ -9,14 +9,12 @@ import click
 
 from .bench_cli import bench
 from .compare_cli import DEFAULT_OUTPUT, compare
-from .config import DEFAULT_KS, DEVICES, LOADERS, Protocol, smoke_protocol
+from .config import DEFAULT_KS, DEVICES, LOADERS, LR_SCALINGS, MAX_TRAIN_SIZE, NOISE_MODES, Protocol, smoke_protocol
 from .cli_types import KList, Threads, WholeNumber
 from .errors import ConfigError, GradaccError
 from .upload_cli import upload
 
 PARTS = ("micro", "update", "converge")
-# Converge runs time each update whole, as update runs do: the default study skips the second pass.
-DEFAULT_PARTS = ("micro", "converge")
 
 
 class Terminated(KeyboardInterrupt):
@@ -53,10 +51,38 @@ def common_options(func):
     return func
 
 
-def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool, cuda_graphs: bool = False) -> Protocol:
+def variant_options(func):
+    """Variants of the protocol (tagged gradacc.variant; compare keeps them apart from the protocol)."""
+    options = [
+        click.option("--lr-scaling", type=click.Choice(LR_SCALINGS), default=Protocol.lr_scaling,
+                     help="Variant: linear = lr 0.1*K (Goyal et al. 2017)."),
+        click.option("--warmup-epochs", type=WholeNumber(0), default=Protocol.warmup_epochs,
+                     help="Variant: ramp the lr linearly from 0.1 to 0.1*K over these epochs (needs linear)."),
+        click.option("--train-size", type=WholeNumber(64), default=Protocol.train_size,
+                     help=f"Variant: the first N training images (up to {MAX_TRAIN_SIZE:,})."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def noise_option(func):
+    """converge and sweep: the gradient noise scale (gradacc/noise.py)."""
+    return click.option("--noise-scale", type=click.Choice(NOISE_MODES), default=Protocol.noise_scale,
+                        help="converge: measure the gradient noise scale B_simple (auto: for K >= 2, unless "
+                             "--cuda-graphs; such a run records no timings).")(func)
+
+
+def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool, cuda_graphs: bool = False,
+                   lr_scaling: str = "none", warmup_epochs: int = 0, train_size: int = Protocol.train_size,
+                   noise_scale: str = "auto") -> Protocol:
+    if cuda_graphs and noise_scale == "auto":
+        noise_scale = "off"  # a graph replays whole updates: no micro-step to snapshot the gradients at
+    variant = dict(lr_scaling=lr_scaling, warmup_epochs=warmup_epochs, noise_scale=noise_scale,
+                   cuda_graphs=cuda_graphs)
     if smoke:
-        return smoke_protocol(k, seed, loader, cuda_graphs).validate()
-    return Protocol(k=k, epochs=epochs, seed=seed, loader=loader, cuda_graphs=cuda_graphs).validate()
+        return smoke_protocol(k, seed, loader, **variant).validate()
+    return Protocol(k=k, epochs=epochs, seed=seed, loader=loader, train_size=train_size, **variant).validate()
 
 
 def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **protocol_args) -> dict[str, str]:
@@ -81,12 +107,12 @@ def prepare(protocols: list[Protocol], device: str, threads, data_dir: str):
 
 
 def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             cuda_graphs) -> None:
+             cuda_graphs, **variant) -> None:
     from .runner import execute
-    protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs)
+    protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs, **variant)
     ctx = prepare([protocol], device, threads, data_dir)
     execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, cuda_graphs, k=k,
-                                              epochs=epochs, seed=seed), experiment)
+                                              epochs=epochs, seed=seed, **variant), experiment)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -96,11 +122,13 @@ def cli():
     every run tracked in MLflow."""
 
 
-def part_command(part: str, doc: str):
+def part_command(part: str, doc: str, extra=lambda func: func):
     @cli.command(part, help=doc)
     @click.option("--k", type=WholeNumber(1), default=1, show_default=True,
                   help="Accumulation factor: micro-batches of 64 per update (effective batch 64*k).")
     @common_options
+    @variant_options
+    @extra
     def command(**options):
         run_part(part, **options)
     return command
@@ -108,15 +136,17 @@ def part_command(part: str, doc: str):
 
 part_command("micro", "Part 1: forward+backward time of one micro-batch (20 warm-up, 80 timed; ms).")
 part_command("update", "Part 2: time of whole updates (s) and throughput (images/s), middle 60% of U updates.")
-part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fixed budget of epochs.")
+part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fixed budget of epochs; each update "
+             "timed whole as in Part 2, or the gradient noise scale for K >= 2 (then no timings).", noise_option)
 
 
 @cli.command()
 @click.option("--ks", type=KList(), default=",".join(map(str, DEFAULT_KS)), show_default=True,
               help="Accumulation factors to run, comma-separated.")
-@click.option("--parts", "parts", default=",".join(DEFAULT_PARTS), show_default=True,
-              help="Parts to run for each k, comma-separated (micro, update, converge). Converge runs also "
-                   "give Part 2's figures; add update for separate update runs.")
+@click.option("--parts", "parts", default=",".join(PARTS), show_default=True,
+              help="Parts to run for each k, comma-separated (micro, update, converge). Converge runs that do "
+                   "not measure the noise scale also give Part 2's figures: micro,converge with "
+                   "--noise-scale off is the cheapest study.")
 @click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
               help="Seeds per configuration: --seed, --seed+1, ...")
 @click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
@@ -126,8 +156,10 @@ part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fix
 @click.option("--output", default=DEFAULT_OUTPUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
 @common_options
+@variant_options
+@noise_option
 def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader, threads, data_dir, experiment,
-          cuda_graphs, smoke):
+          cuda_graphs, smoke, **variant):
     """The study: each part for each k, in one process, as child runs of one parent run. Configurations
     already measured by the same code are reused, not run again."""
     from .compare_cli import check_output_folder, run_compare
@@ -137,11 +169,12 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
     if unknown or not chosen:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
-    protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs) for s in range(seed, seed + repeats)
-                 for k in ks]
+    protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
+                 for s in range(seed, seed + repeats) for k in ks]
     check_output_folder(Path(output))  # before the measurements, not after them
     ctx = prepare(protocols, device, threads, data_dir)
-    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed)
+    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed,
+                         **variant)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
                  force=str(force).lower(), study=study, output=output)
 

@@ -19,8 +19,9 @@ CONFIG_KEYS = ("variant", "smoke", "cuda_graphs", "device_type", "device_name", 
                "warmup_micro_iters", "timed_micro_iters")
 METRICS = {"micro": ("micro_iter_ms_mean", "micro_iter_ms_std", "opt_step_ms_mean"),
            "update": ("update_time_s_mean", "throughput_img_s"),
-           "converge": ("test_accuracy", "final_train_loss")}
+           "converge": ("test_accuracy", "final_train_loss", "noise_scale_simple_final")}
 LOSS_KEYS = ("train_loss", "train_loss_update")
+NOISE_KEYS = ("noise_scale_simple", "noise_scale_simple_epoch")  # gradacc/noise.py
 
 
 class CompareError(GradaccError, RuntimeError):

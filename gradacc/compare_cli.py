@@ -109,7 +109,8 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     Returns the report's path. Raises CompareError (a GradaccError) when there is nothing to compare."""
     import pandas as pd
 
-    from .compare import LOSS_KEYS, build_sections, tables_text
+    from .compare import LOSS_KEYS, NOISE_KEYS, build_sections, tables_text
+    from .report_noise import noise_summary_text
     from .report_part4 import matching_ddp
     from .results import load_runs, load_series, resolve_experiments
     study = study or None
@@ -120,7 +121,8 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
     sections = build_sections(runs, expected_ks, expected_parts, where=where)
     chosen = pd.concat([s.runs for s in sections], ignore_index=True)
-    series = load_series(chosen[chosen["part"].isin(["converge", "micro"])], keys=LOSS_KEYS + ("micro_iter_ms",))
+    series = load_series(chosen[chosen["part"].isin(["converge", "micro"])],
+                         keys=LOSS_KEYS + NOISE_KEYS + ("micro_iter_ms",))
     ddp_runs = load_runs(exp_id, parts=["ddp"], include_smoke=include_smoke)  # any study: matched by setting
     for section in sections:
         section.ddp = matching_ddp(ddp_runs, section.setting)
@@ -131,6 +133,7 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     report, written = write_outputs(sections, series, output_dir, title, source)
     click.echo(f"compare: {source}", err=True)
     click.echo(tables_text(sections), nl=False)
+    click.echo(noise_summary_text(sections), nl=False)
     click.echo(f"compare: report {report}; plots and tables in {output_dir}", err=True)
     if log:
         _log_compare_run(name, study, output_dir, written, sections, include_smoke, parent_run_id)

@@ -23,6 +23,7 @@ PLOT_FILES = {
     "update_time_vs_k": "update time vs K x micro-iteration + step",
     "accuracy_vs_k": "test accuracy vs K",
     "loss_vs_updates": "training loss vs optimizer updates",
+    "noise_scale_vs_epoch": "gradient noise scale B_simple over training",
 }
 
 
@@ -213,4 +214,6 @@ def write_plots(section: Section, series: pd.DataFrame, folder: Path) -> dict[st
         "accuracy_vs_k": plot_accuracy(table, subtitle, folder / "accuracy_vs_k.png"),
         "loss_vs_updates": plot_loss_vs_updates(update_curve, subtitle, folder / "loss_vs_updates.png"),
     }
+    from .noise_plots import noise_plot  # it builds on this module's helpers
+    made["noise_scale_vs_epoch"] = noise_plot(section, series, folder / "noise_scale_vs_epoch.png")
     return {name: path for name, path in made.items() if path is not None}

@@ -11,6 +11,10 @@ STD = (0.2023, 0.1994, 0.2010)
 LOADERS = ("device", "torchvision")
 DEVICES = ("auto", "cuda", "cpu")
 DEFAULT_KS = (1, 2, 4, 8)
+LR_SCALINGS = ("none", "linear")
+NOISE_MODES = ("auto", "on", "off")
+MAX_TRAIN_SIZE = 50_000  # data_batch_1..5
+DEFAULT_VARIANT = "protocol"
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,36 @@ class Protocol:
     warmup_micro_iters: int = 20  # Part 1, not timed
     timed_micro_iters: int = 80  # Part 1
     smoke: bool = False
+    # Variants (never the default): lr = lr * K under 'linear' (Goyal et al. 2017), reached by a linear ramp
+    # from lr over warmup_epochs; train_size up to the full 50,000 images.
+    lr_scaling: str = "none"
+    warmup_epochs: int = 0
+    noise_scale: str = "auto"  # converge: measure the gradient noise scale (auto: for K >= 2)
     cuda_graphs: bool = False  # updates replayed from a CUDA graph (Parts 2 and 3; Part 1 times micro-batches)
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr * self.k if self.lr_scaling == "linear" else self.lr
+
+    @property
+    def warmup_updates(self) -> int:
+        return self.warmup_epochs * self.updates_per_epoch
+
+    def lr_at(self, update: int) -> float:
+        """The lr of update 0..U-1: Goyal et al.'s gradual warm-up from lr to peak_lr, then constant."""
+        if update >= self.warmup_updates:
+            return self.peak_lr
+        return self.lr + (self.peak_lr - self.lr) * update / self.warmup_updates
+
+    @property
+    def variant(self) -> str:
+        """'protocol', or what departs from it, e.g. 'lr=linear,warmup=1,train=50000' (the gradacc.variant tag)."""
+        default = Protocol()
+        parts = [f"lr={self.lr_scaling}" if self.lr_scaling != default.lr_scaling else "",
+                 f"warmup={self.warmup_epochs}" if self.warmup_epochs != default.warmup_epochs else "",
+                 f"epochs={self.epochs}" if self.epochs != default.epochs and not self.smoke else "",
+                 f"train={self.train_size}" if self.train_size != default.train_size and not self.smoke else ""]
+        return ",".join(p for p in parts if p) or DEFAULT_VARIANT
 
     @property
     def effective_batch(self) -> int:
@@ -52,6 +85,22 @@ class Protocol:
             raise ConfigError(f"epochs must be a positive integer, got {self.epochs}")
         if self.loader not in LOADERS:
             raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
+        if not self.micro_batch <= self.train_size <= MAX_TRAIN_SIZE:
+            raise ConfigError(f"train_size must be {self.micro_batch}..{MAX_TRAIN_SIZE:,}, got {self.train_size}")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {self.lr_scaling!r}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ConfigError(f"warmup_epochs must be 0..epochs ({self.epochs}), got {self.warmup_epochs}")
+        if self.warmup_epochs and self.lr_scaling == "none":
+            raise ConfigError("warmup_epochs ramps the lr from 0.1 to 0.1*K: it needs --lr-scaling linear")
+        if self.noise_scale not in NOISE_MODES:
+            raise ConfigError(f"noise_scale must be one of {', '.join(NOISE_MODES)}, got {self.noise_scale!r}")
+        if self.noise_scale == "on" and self.k < 2:
+            raise ConfigError("noise_scale=on needs k >= 2: with k=1 an update has one gradient, and the "
+                              "estimator needs at least two (use auto)")
+        if self.cuda_graphs and (self.noise_scale == "on" or self.warmup_epochs):
+            raise ConfigError("--cuda-graphs replays whole updates with a fixed lr: it cannot measure the noise "
+                              "scale (per micro-step) nor follow an lr warm-up")
         if self.updates_per_epoch < 1:
             raise ConfigError(
                 f"k={self.k} needs {self.effective_batch} images per update, but the training subset has "
@@ -66,11 +115,11 @@ class Protocol:
         params["cuda_graphs"] = str(self.cuda_graphs).lower()
         params.update(effective_batch=str(self.effective_batch),
                       updates_per_epoch=str(self.updates_per_epoch),
-                      total_updates=str(self.total_updates))
+                      total_updates=str(self.total_updates), peak_lr=str(self.peak_lr))
         return params
 
 
-def smoke_protocol(k: int, seed: int, loader: str, cuda_graphs: bool = False) -> Protocol:
+def smoke_protocol(k: int, seed: int, loader: str, **variant) -> Protocol:
     """A tiny subset and one epoch through the same code: enough for two updates at k=8, seconds on a CPU."""
     return Protocol(k=k, epochs=1, seed=seed, loader=loader, train_size=1_024, test_size=256,
-                    warmup_micro_iters=2, timed_micro_iters=8, smoke=True, cuda_graphs=cuda_graphs)
+                    warmup_micro_iters=2, timed_micro_iters=8, smoke=True, **variant)

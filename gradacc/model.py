@@ -14,6 +14,12 @@ def build_model(seed: int, device: torch.device) -> torch.nn.Module:
 
 
 def build_optimizer(model: torch.nn.Module, protocol: Protocol) -> torch.optim.Optimizer:
-    """SGD, constant lr, momentum, SGD's own weight decay (applied to every parameter, as the seeds do)."""
-    return torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+    """SGD, momentum, SGD's own weight decay (applied to every parameter, as the seeds do); the lr of the first
+    update (the protocol's constant 0.1; a variant's schedule is applied by `set_lr`)."""
+    return torch.optim.SGD(model.parameters(), lr=protocol.lr_at(0), momentum=protocol.momentum,
                            weight_decay=protocol.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .compare import CONFIG_KEYS, Section, curves, display_rows
 from .report_part4 import part4_numbers
+from .report_noise import noise_sentences, variants_html
 
 FLAT_PCT = 10.0  # a micro-iteration spread across K below this share of the mean is called flat
 TRACK_PCT = 15.0  # an update time within this share of 'K x micro + step' is said to track it
@@ -227,6 +228,7 @@ def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
         "Part 2: update time and throughput": part2(section.table),
         "Part 3: convergence under a fixed epoch budget": part3(
             section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None),
+        "Part 3, why: the gradient noise scale": noise_sentences(section, series),
         "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
             runs, section.table, series, section.ddp),
     }
@@ -301,7 +303,7 @@ def render_report(sections: list[Section], series: pd.DataFrame, plots: dict[str
         nav = (f"<p>{len(sections)} settings, kept apart (never averaged together):</p><ul>" + "".join(
             f"<li><a href='#{_esc(s.slug)}'>{_esc(s.label)}</a> ({len(s.runs)} runs)</li>" for s in sections)
             + "</ul>")
-    body = "\n".join(section_html(s, series, plots.get(s.slug, {})) for s in sections)
+    body = "\n".join(section_html(s, series, plots.get(s.slug, {})) for s in sections) + variants_html(sections)
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1><p class=meta>{_esc(source)}</p>"
             f"{nav}\n{body}\n</body></html>\n")

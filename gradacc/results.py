@@ -19,15 +19,17 @@ STUDY_TAG = "gradacc.study"
 DEFAULT_VARIANT = "protocol"
 INT_PARAMS = ("k", "effective_batch", "epochs", "updates_per_epoch", "total_updates", "seed", "train_size",
               "test_size", "micro_batch", "eval_batch", "warmup_micro_iters", "timed_micro_iters",
-              "torch_threads", "workers")
-FLOAT_PARAMS = ("lr", "momentum", "weight_decay")
+              "torch_threads", "workers", "warmup_epochs")
+FLOAT_PARAMS = ("lr", "momentum", "weight_decay", "peak_lr")
 STR_PARAMS = ("loader", "device", "device_type", "device_name", "cpu_model", "torch_version", "cuda_version",
-              "code_version", "data_path", "ks", "parts")
+              "code_version", "data_path", "ks", "parts", "lr_scaling", "noise_scale")
 BASE_COLUMNS = ["run_id", "run_name", "part", "status", "start_time", "experiment_id", "parent_run_id",
-                "study", "studies", "smoke", "variant", "failure", "cuda_graphs"]
+                "study", "studies", "smoke", "variant", "noise_status", "failure", "cuda_graphs"]
 SERIES_COLUMNS = ["run_id", "part", "k", "key", "step", "value"]
 SERIES_BY_PART = {"micro": ("micro_iter_ms", "opt_step_ms"), "update": ("update_time_s",),
-                  "converge": ("train_loss", "train_loss_update", "test_accuracy_epoch"),
+                  "converge": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s",
+                               "noise_scale_simple", "noise_scale_simple_epoch", "grad_norm_sq_est",
+                               "grad_trace_sigma_est"),
                   "ddp": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s", "compute_ms",
                           "allreduce_ms", "opt_step_ms")}
 HISTORY_THREADS = 4  # helps against a tracking server; on sqlite the GIL caps the gain
@@ -126,6 +128,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     smoke_tag = _column(raw, "tags.gradacc.smoke")
     out["smoke"] = _to_bool(smoke_tag.where(smoke_tag.notna(), _param(raw, "smoke")))
     out["variant"] = _column(raw, "tags.gradacc.variant").fillna(DEFAULT_VARIANT)
+    out["noise_status"] = _column(raw, "tags.gradacc.noise_scale")  # measured | off | unavailable: why
     out["failure"] = _column(raw, "tags.gradacc.failure")
     out["cuda_graphs"] = _to_bool(_param(raw, "cuda_graphs"))  # runs from before the option: False
     for key in INT_PARAMS:

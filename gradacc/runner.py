@@ -15,6 +15,7 @@ from .parts import Context, Result
 from .errors import Diverged
 from .parts.converge import run_converge
 from .parts.micro import run_micro
+from .noise import status as noise_status
 from .parts.update import run_update_part
 from .plots import plot_run
 from .runtime import environment_report
@@ -78,13 +79,18 @@ def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], 
     """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted."""
     name = run_name(part, protocol)
     run_tags = {"gradacc.part": part, "gradacc.smoke": str(protocol.smoke).lower(),
-                "gradacc.config": config_key(part, protocol, ctx), **(tags or {})}
+                "gradacc.config": config_key(part, protocol, ctx), "gradacc.variant": protocol.variant,
+                **(tags or {})}
+    if part == "converge":
+        run_tags["gradacc.noise_scale"] = noise_status(protocol.noise_scale, protocol.k)
     with tracked_run(name, run_tags, experiment, parent_run_id) as run:
         run.log_params(given, {**protocol.as_params(), **ctx.params()})
         work = (f"{protocol.warmup_micro_iters} warm-up + {protocol.timed_micro_iters} timed micro-iterations"
                 if part == "micro" else f"{protocol.total_updates} updates")
         click.echo(f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), k={protocol.k}, "
-                   f"effective batch {protocol.effective_batch}, {work}", err=True)
+                   f"effective batch {protocol.effective_batch}, {work}"
+                   + ("" if protocol.variant == "protocol" else f"; variant {protocol.variant}")
+                   + (f"; noise scale {run_tags['gradacc.noise_scale']}" if part == "converge" else ""), err=True)
         result = Result(part)
         ctx.reset_peak_memory()
         start = time.perf_counter()

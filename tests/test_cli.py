@@ -72,7 +72,8 @@ def check_common(store, run, part: str, k: int, updates: int, experiment: str = 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
     expected = {"k": str(k), "effective_batch": str(64 * k), "epochs": "5", "epochs_resolved": "1",
                 "updates_per_epoch": str(updates), "total_updates": str(updates), "lr": "0.1",
-                "momentum": "0.9", "weight_decay": "0.0005", "seed": "42", "train_size": str(SMOKE_TRAIN),
+                "momentum": "0.9", "weight_decay": "0.0005", "seed": "42", "train_size": "10240",
+                "train_size_resolved": str(SMOKE_TRAIN),
                 "test_size": str(SMOKE_TEST), "micro_batch": "64", "loader": "device", "device": "auto",
                 "device_type": "cpu", "smoke": "true", "cpu_model": cpu_model(),
                 "torch_version": torch.__version__, "data_path": str(store["data"].resolve())}
@@ -150,6 +151,10 @@ def test_converge_smoke_run_in_named_experiment(store, converge):
     assert summary(run, "test_accuracy") == pytest.approx(accuracy[-1], rel=1e-12)
     correct = accuracy[-1] * SMOKE_TEST / 100  # a percentage of 256 test images
     assert 0 <= correct <= SMOKE_TEST and correct == pytest.approx(round(correct), abs=1e-9)
+    # K=2 measures the gradient noise scale by default, and such a run records no timings
+    assert (run.data.tags["gradacc.noise_scale"], run.data.tags["gradacc.variant"]) == ("measured", "protocol")
+    assert history(client, run.info.run_id, "grad_trace_sigma_est")[0] == list(range(8))
+    assert not any(key.startswith(("update_time", "throughput")) for key in run.data.metrics)
 
 
 def test_torchvision_loader(store):
@@ -196,7 +201,7 @@ def test_sweep_parent_and_children(store):
                "[default: device]", "--smoke"]),
     ("update", ["[default: 1]", "[default: 5]", "[default: 42]", "[default: device]", "[default: auto]"]),
     ("converge", ["[default: 1]", "[default: 5]", "[default: 42]", "[default: device]", "[default: auto]"]),
-    ("sweep", ["[default: 1,2,4,8]", "[default: micro,converge]", "[default: 5]", "[default: 42]"]),
+    ("sweep", ["[default: 1,2,4,8]", "[default: micro,update,converge]", "[default: 5]", "[default: 42]"]),
 ])
 def test_help_shows_defaults(command, defaults):
     result = run_cli([command, "--help"])

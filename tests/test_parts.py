@@ -178,13 +178,24 @@ def test_run_converge_fills_its_series(ctx, step_counts):
     assert epoch_loss == pytest.approx([np.mean(update_loss[:2]), np.mean(update_loss[2:])])
     assert all(0.5 < v < 20 and math.isfinite(v) for v in update_loss)
     assert all(0 <= a <= 100 and (a * 64 / 100) == pytest.approx(round(a * 64 / 100)) for a in accuracy)
+    noise = {"noise_scale_simple_final"}  # k=2 measures the gradient noise scale (tests/test_noise.py)
+    assert {key: v for key, v in result.summaries.items() if key not in noise} == {
+        "test_accuracy": accuracy[-1], "final_train_loss": epoch_loss[-1]}
+    assert "update_time_s" not in result.series  # a run that measures the noise scale times nothing
+
+
+def test_run_converge_without_the_noise_scale_times_its_updates(ctx):
+    protocol, result = Protocol(k=2, noise_scale="off", **TINY), Result("converge")
+    run_converge(protocol, ctx, result)
     # Each update is also timed whole, as Part 2 times it: the same summaries from the same window.
     timed_updates, update_s = result.series["update_time_s"]
     assert timed_updates == [0, 1, 2, 3] and min(update_s) > 0
     mean = float(np.mean(middle_window(update_s)))
-    assert result.summaries == pytest.approx({"test_accuracy": accuracy[-1], "final_train_loss": epoch_loss[-1],
-                                              "update_time_s_mean": mean, "throughput_img_s": 32 / mean,
-                                              "update_time_s_std": float(np.std(middle_window(update_s), ddof=1))})
+    assert result.summaries == pytest.approx({
+        "test_accuracy": result.series["test_accuracy_epoch"][1][-1],
+        "final_train_loss": result.series["train_loss"][1][-1], "update_time_s_mean": mean,
+        "throughput_img_s": 32 / mean, "update_time_s_std": float(np.std(middle_window(update_s), ddof=1))})
+    assert not any(key.startswith("noise") for key in result.series)
 
 
 class TinyNet(nn.Module):
@@ -238,7 +249,7 @@ def test_cuda_graph_updates_equal_eager_updates(ctx, k):
     results = []
     for graphs in (False, True):
         result = Result("converge")
-        run_converge(Protocol(k=k, cuda_graphs=graphs, **TINY), cuda, result)
+        run_converge(Protocol(k=k, cuda_graphs=graphs, noise_scale="off", **TINY), cuda, result)
         results.append(result.series["train_loss_update"][1])
     assert len(results[0]) == 8 // k
     assert results[1] == pytest.approx(results[0], rel=1e-5, abs=0)

@@ -1,20 +1,22 @@
 """Part 3: convergence under the fixed epoch budget: epoch losses, per-update losses, test accuracy.
 
 Its updates are the ones an update run of the same seed makes, so it also times each one whole (as Part 2
-does): a study gets Part 2's figures without a second pass over the data."""
+does) and a study gets Part 2's figures without a second pass over the data. For K >= 2 it can measure the
+gradient noise scale instead (gradacc/noise.py): that adds device work to every micro-step, so such a run
+records no timings."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
 import torch
 
 from ..config import Protocol
 from ..engine import evaluate, make_update
 from ..errors import Diverged
-from ..model import build_model, build_optimizer
-from ..timing import Timer
+from ..model import build_model, build_optimizer, set_lr
+from ..noise import GradientSnapshots, NoiseRecord, measures
+from ..timing import NO_TIMER, Timer
 from . import Context, Result, noop, series_from
 from .update import update_summaries
 
@@ -25,19 +27,28 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
     stream = ctx.stream(protocol)
     test_images, test_labels = ctx.test_set(protocol)
     epoch_loss, update_loss, epoch_acc = [], [], []
-    timer = Timer(ctx.runtime.device)
+    measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
+    snapshots = GradientSnapshots(model, protocol.k) if measure else None
+    noise = NoiseRecord(protocol.micro_batch, protocol.k)
+    timer = Timer(ctx.runtime.device) if snapshots is None else NO_TIMER
+    scheduled = protocol.warmup_updates > 0
     model.train()
-    update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs)
+    update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs,
+                         after_backward=snapshots)
     try:
         for epoch in range(1, protocol.epochs + 1):
             sums = []  # loss sums stay on the device: one host read per epoch
             for _ in range(protocol.updates_per_epoch):
+                if scheduled:
+                    set_lr(optimizer, protocol.lr_at(len(update_loss) + len(sums)))
                 with timer:  # synchronised at both ends, as in Part 2
                     sums.append(update())
                 progress(1)
             per_update = (torch.stack(sums) / protocol.k).cpu().tolist()
             update_loss += per_update
             epoch_loss.append(sum(per_update) / len(per_update))
+            if snapshots is not None:
+                noise.add_epoch(*snapshots.read())
             if not math.isfinite(epoch_loss[-1]):
                 raise Diverged(f"training loss is {epoch_loss[-1]} in epoch {epoch}")
             epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
@@ -45,7 +56,12 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
         stream.close()
         result.series.update(train_loss=series_from(epoch_loss, first_step=1),
                              train_loss_update=series_from(update_loss),
-                             test_accuracy_epoch=series_from(epoch_acc, first_step=1),
-                             update_time_s=series_from(timer.seconds()))
-    result.summaries.update(**update_summaries(np.array(timer.seconds()), protocol.effective_batch),
-                            test_accuracy=epoch_acc[-1], final_train_loss=epoch_loss[-1])
+                             test_accuracy_epoch=series_from(epoch_acc, first_step=1))
+        if snapshots is not None:
+            result.series.update(noise.series())
+            result.summaries.update(noise.summaries())
+        else:
+            result.series["update_time_s"] = series_from(timer.seconds())
+    if snapshots is None:
+        result.summaries.update(update_summaries(np.array(timer.seconds()), protocol.effective_batch))
+    result.summaries.update(test_accuracy=epoch_acc[-1], final_train_loss=epoch_loss[-1])
