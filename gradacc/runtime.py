@@ -73,6 +73,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+UNTRACKED_CONTENT_BYTES = 1 << 20
+
+
 @functools.cache
 def code_version() -> str:
     """Git commit plus a dirty flag where the package sits in a git checkout, else the package version."""
@@ -84,11 +87,17 @@ def code_version() -> str:
                                  timeout=10).stdout
         untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "-z"], cwd=root,
                                    capture_output=True, check=True, timeout=10).stdout
+        digest = hashlib.sha1(changes)
         for name in filter(None, untracked.split(b"\0")):
             path = root / name.decode()
-            changes += name + (path.read_bytes() if path.is_file() else b"")
+            digest.update(name)
+            if path.is_file():  # large untracked files (data, wheels) by size and time, not by content
+                info = path.stat()
+                digest.update(path.read_bytes() if info.st_size <= UNTRACKED_CONTENT_BYTES else
+                              f"{info.st_size}:{info.st_mtime_ns}".encode())
         # A dirty tree is named by its changes, so that runs of two different edits are never taken for equal.
-        return commit + (f"-dirty-{hashlib.sha1(changes).hexdigest()[:8]}" if changes.strip() else "")
+        dirty = changes.strip() or untracked.strip()
+        return commit + (f"-dirty-{digest.hexdigest()[:8]}" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from . import __version__
         return __version__
