@@ -142,9 +142,9 @@ def test_converge_smoke_run_in_named_experiment(store, converge):
     epoch_loss = check_series(client, run, dst, "train_loss", [1])
     update_loss = check_series(client, run, dst, "train_loss_update", list(range(8)))
     accuracy = check_series(client, run, dst, "test_accuracy_epoch", [1])
-    update_s = check_series(client, run, dst, "update_time_s", list(range(8)))  # timed as in Part 2
-    assert summary(run, "update_time_s_mean") == pytest.approx(update_s[1:7].mean(), rel=1e-9)  # middle 60%
-    assert summary(run, "throughput_img_s") == pytest.approx(128 / update_s[1:7].mean(), rel=1e-9)
+    # K=2 measures the gradient noise scale by default, so the run times nothing (Part 2 needs clean updates).
+    assert run.data.tags["gradacc.noise_scale"] == "measured" and "noise_scale_simple" in run.data.metrics
+    assert not {"update_time_s", "update_time_s_mean", "throughput_img_s"} & set(run.data.metrics)
     assert np.all(update_loss > 0)
     assert epoch_loss[0] == pytest.approx(update_loss.mean(), rel=1e-6)  # one epoch: the mean of its updates
     assert summary(run, "final_train_loss") == pytest.approx(epoch_loss[-1], rel=1e-12)
