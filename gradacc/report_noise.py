@@ -169,7 +169,7 @@ def variant_sentences(variant: Section, base: Section) -> list[str]:
         low, high = both[0], both[-1]
         pg, vg = (accuracy[w][low] - accuracy[w][high] for w in ("base", "variant"))
         if pg < CLOSE_POINTS:
-            verdict = f"{name} shows no gap to close"
+            verdict = f"{name} shows no gap to close" + (", and the variant opens one" if vg >= CLOSE_POINTS else "")
         elif abs(vg) < CLOSE_POINTS:
             verdict = f"the variant closes the gap (below {CLOSE_POINTS:g} point)"
         elif vg < pg:
