@@ -164,14 +164,15 @@ def test_linear_scaling_with_warmup_schedule():
 
 
 def test_converge_applies_the_warmup_schedule(ctx, monkeypatch):
+    import gradacc.engine as engine
     seen = []
-    real = converge.run_update
+    real = engine.run_update  # converge runs its updates through engine.make_update
 
     def spy(model, optimizer, *args, **kwargs):
         seen.append(optimizer.param_groups[0]["lr"])
         return real(model, optimizer, *args, **kwargs)
 
-    monkeypatch.setattr(converge, "run_update", spy)
+    monkeypatch.setattr(engine, "run_update", spy)
     converge_result(ctx, monkeypatch, k=2, lr_scaling="linear", warmup_epochs=1, noise_scale="off")
     assert seen == pytest.approx([0.1 + 0.1 * u / 8 for u in range(8)] + [0.2] * 8)
 
