@@ -58,6 +58,22 @@ def isolated_store(tmp: Path, data_root: Path | None = None):
         yield tmp
 
 
+@contextlib.contextmanager
+def smoke_store(tmp: Path):
+    """A --smoke data root and a fresh store under tmp (cwd there); yields an MlflowClient. torch's thread count
+    is restored afterwards, so the tests that follow in this process keep theirs."""
+    import torch
+    from mlflow import MlflowClient
+    data = write_data_root(tmp / "data")
+    (tmp / "store").mkdir()
+    threads = torch.get_num_threads()
+    try:
+        with isolated_store(tmp / "store", data):
+            yield MlflowClient()
+    finally:
+        torch.set_num_threads(threads)
+
+
 @dataclass
 class CliResult:
     code: int

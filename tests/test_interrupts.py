@@ -9,23 +9,16 @@ import sys
 import time
 
 import pytest
-import torch
-from mlflow import MlflowClient
 
-from e2e_support import (REPO_ROOT, all_runs, history, isolated_store, launched_run_id, run_cli, subprocess_env,
-                         write_data_root)
+from e2e_support import REPO_ROOT, all_runs, history, launched_run_id, run_cli, smoke_store, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture()
 def store(tmp_path):
-    data = write_data_root(tmp_path / "data")
-    (tmp_path / "store").mkdir()
-    threads = torch.get_num_threads()
-    with isolated_store(tmp_path / "store", data):
-        yield MlflowClient()
-    torch.set_num_threads(threads)
+    with smoke_store(tmp_path) as client:
+        yield client
 
 
 def launch(entry_point: str, params: dict[str, str], experiment: str) -> subprocess.Popen:

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from mlflow import MlflowClient
 
-from e2e_support import all_runs, isolated_store, run_cli, write_data_root
+from e2e_support import all_runs, run_cli, smoke_store
 from gradacc import runner
 from gradacc.cli import Terminated
 
@@ -15,12 +13,8 @@ SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2", "--threads", "1"
 
 @pytest.fixture()
 def store(tmp_path):
-    data = write_data_root(tmp_path / "data")
-    (tmp_path / "store").mkdir()
-    threads = torch.get_num_threads()
-    with isolated_store(tmp_path / "store", data):
-        yield MlflowClient()
-    torch.set_num_threads(threads)  # the tests that follow in this process keep their thread count
+    with smoke_store(tmp_path) as client:
+        yield client
 
 
 def runs_by_part(client, part: str, status: str | None = None) -> list:
