@@ -3,6 +3,8 @@
 Absolute times on shared machines swing; a ratio of two things measured in the same minutes does not."""
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass, replace
 
@@ -45,6 +47,20 @@ class Line:
         verdict = "" if self.met is None else f"  goal {self.goal}: {'met' if self.met else 'MISSED'}"
         return (f"{self.name}: {self.a_label} {self.a:.4g} {self.unit} vs {self.b_label} {self.b:.4g} {self.unit}"
                 f"  ratio {self.ratio:.3f}{verdict}" + (f"\n    {self.note}" if self.note else ""))
+
+
+@contextlib.contextmanager
+def tracking_store(uri: str):
+    """MLFLOW_TRACKING_URI = uri for the block (the bench's runs stay out of the user's store), then as before."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield uri
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 def _sync(device: torch.device) -> None:

@@ -52,7 +52,7 @@ def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e
           smoke, cuda_graphs, json_path):
     """Benchmarks: data streams, tracking overhead, logging cost, end to end against the seeds' reference,
     and (on CUDA) the micro-iteration against its CUDA-graph floor."""
-    from .bench import bench_graph_floor, bench_logging, bench_streams, bench_tracking
+    from .bench import bench_graph_floor, bench_logging, bench_streams, bench_tracking, tracking_store
     from .cli import given_params, prepare
     chosen = _lines(lines)
     protocol = smoke_protocol(1, Protocol.seed, "device") if smoke else Protocol()
@@ -70,9 +70,9 @@ def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e
         for line in bench_streams(ctx, protocol, batches, updates):
             emit(line)
     if "tracking" in chosen:
-        with tempfile.TemporaryDirectory(prefix="gradacc-bench-store-") as tmp:
-            previous, cwd = os.environ.get("MLFLOW_TRACKING_URI"), os.getcwd()
-            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        with tempfile.TemporaryDirectory(prefix="gradacc-bench-store-") as tmp, \
+                tracking_store(f"sqlite:///{Path(tmp) / 'mlflow.db'}"):
+            cwd = os.getcwd()
             os.chdir(tmp)  # the store's artifacts (./mlruns) land in the temporary folder too
             try:
                 tracked = replace(protocol, epochs=tracking_epochs)
@@ -80,9 +80,6 @@ def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e
                     device, "device", threads, data_dir, smoke, False, k=1, epochs=tracking_epochs, seed=42), 1))
             finally:
                 os.chdir(cwd)
-                os.environ.pop("MLFLOW_TRACKING_URI")
-                if previous is not None:
-                    os.environ["MLFLOW_TRACKING_URI"] = previous
     if "logging" in chosen:
         emit(bench_logging(log_values))
     if "graph" in chosen:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .bench import Line
+from .bench import Line, tracking_store
 from .config import Protocol
 from .errors import GradaccError
 
@@ -35,16 +35,9 @@ def _run(command: list[str], env: dict[str, str], what: str, cwd: str) -> float:
 def _gradacc_results(uri: str, study: str, smoke: bool) -> tuple[dict[int, dict], float]:
     """Per K the figures of gradacc's side, and the seconds its runs spent measuring (their wall_time_s)."""
     from .results import load_runs
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
+    with tracking_store(uri):
         runs = load_runs(experiment="gradacc-bench-e2e", study=study, parts=("micro", "converge"),
                          include_smoke=smoke)
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI")
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
     out: dict[int, dict] = {}
     for row in runs.itertuples():
         entry = out.setdefault(int(row.k), {})
