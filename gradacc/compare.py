@@ -71,14 +71,19 @@ def _first(values: pd.Series):
     return _plain(values.iloc[0]) if len(values) else None
 
 
+def timed_converge(runs: pd.DataFrame) -> pd.Series:
+    """Which runs are converge runs that timed their updates (not those that measured the noise scale)."""
+    timed = runs.get("update_time_s_mean", pd.Series(index=runs.index, dtype=float)).notna()
+    return (runs["part"] == "converge") & timed
+
+
 def timing_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """Where one K's Part 2 figures come from: its update runs; else its converge runs, which time the same
     updates of the same seed whole (a run that measured something else per update logs no timings)."""
     updates = runs[runs["part"] == "update"]
     if len(updates):
         return updates, "update"
-    timed = runs[(runs["part"] == "converge") & runs.get("update_time_s_mean", pd.Series(index=runs.index,
-                                                                                         dtype=float)).notna()]
+    timed = runs[timed_converge(runs)]
     return timed, ("converge" if len(timed) else None)
 
 
@@ -119,8 +124,7 @@ def missing_lines(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PAR
     for part in expected_parts:
         have = {int(k) for k in runs.loc[runs["part"] == part, "k"]}
         if part == "update":  # converge runs that timed their updates stand in for update runs
-            have |= {int(k) for k in runs.loc[(runs["part"] == "converge") & runs.get(
-                "update_time_s_mean", pd.Series(index=runs.index, dtype=float)).notna(), "k"]}
+            have |= {int(k) for k in runs.loc[timed_converge(runs), "k"]}
         lacking = [k for k in all_ks if k not in have]
         if lacking:
             lines.append(f"no {part} runs for K={', '.join(map(str, lacking))}")
