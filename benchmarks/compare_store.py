@@ -92,9 +92,9 @@ def time_in_process(study: str | None, out: Path) -> dict[str, float]:
     """Each phase of run_compare, in this process (imports already paid)."""
     import pandas as pd
 
-    from gradacc.compare import LOSS_KEYS, build_sections
-    from gradacc.compare_cli import run_compare, write_outputs
-    from gradacc.results import load_runs, load_series
+    from gradacc.analysis.compare import LOSS_KEYS, build_sections
+    from gradacc.study.compare import run_compare, write_outputs
+    from gradacc.tracking.results import load_runs, load_series
     times = {}
     t = time.perf_counter()
     runs = load_runs("gradacc", study=study, parts=None, statuses=None)
@@ -137,7 +137,7 @@ def main() -> None:
         phases = time_in_process(study, work / (study or "all"))
         print(f"{label}: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in phases.items()))
-        cmd = [sys.executable, "-c", "from gradacc.compare_cli import compare; compare.main(standalone_mode=True)",
+        cmd = [sys.executable, "-c", "from gradacc.cli.compare import compare; compare.main(standalone_mode=True)",
                "--output", str(work / "cli")] + (["--study", study] if study else [])
         t = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=work)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from gradacc.config import smoke_protocol
-from gradacc.data import resolve_data_dir
-from gradacc.engine import run_update
-from gradacc.model import build_model, build_optimizer
-from gradacc.noise import GradientSnapshots
-from gradacc.parts import Context
-from gradacc.runtime import resolve_runtime
-from gradacc.timing import Timer
+from gradacc.core.config import smoke_protocol
+from gradacc.core.data import resolve_data_dir
+from gradacc.core.engine import run_update
+from gradacc.core.model import build_model, build_optimizer
+from gradacc.core.runtime import resolve_runtime
+from gradacc.core.snapshots import GradientSnapshots
+from gradacc.core.timing import Timer
+from gradacc.parts.context import Context
 
 
 def main() -> None:

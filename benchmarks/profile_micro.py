@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from gradacc.config import Protocol
-from gradacc.model import build_model
-from gradacc.streams import normalize
+from gradacc.core.config import Protocol
+from gradacc.core.model import build_model
+from gradacc.core.streams import normalize
 
 MICRO = Protocol.micro_batch
 

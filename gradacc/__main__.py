@@ -1,4 +1,4 @@
 """`python -m gradacc` is the same CLI as the `gradacc` console script."""
-from .cli import main
+from gradacc.cli import main
 
 main()

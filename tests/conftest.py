@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradacc.data import FOLDER, TEST_FILE, TRAIN_FILES, write_batch
+from gradacc.core.data import FOLDER, TEST_FILE, TRAIN_FILES, write_batch
 
 TINY_PER_TRAIN_FILE = 210  # 5 files: 1,050 training images, enough for the --smoke subset (1,024)
 TINY_TEST = 260  # enough for the --smoke test subset (256)

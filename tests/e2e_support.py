@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradacc.data import FOLDER, write_batch
+from gradacc.core.data import FOLDER, write_batch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent  # the interpreter running the tests; MLproject commands call `python`

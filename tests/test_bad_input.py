@@ -9,16 +9,28 @@ import time
 import numpy as np
 import pytest
 import torch
+from e2e_support import (
+    SMOKE_TEST,
+    SMOKE_TRAIN,
+    all_runs,
+    assert_one_error_line,
+    error_lines,
+    history,
+    isolated_store,
+    launched_run_id,
+    mlflow_run,
+    run_cli,
+    run_process,
+    subprocess_env,
+    write_data_root,
+    write_raw_batch,
+)
 from mlflow import MlflowClient
 
-import gradacc.runner
-from e2e_support import (SMOKE_TEST, SMOKE_TRAIN, all_runs, assert_one_error_line, error_lines, history,
-                         isolated_store, launched_run_id, mlflow_run, run_cli, run_process, subprocess_env,
-                         write_data_root, write_raw_batch)
-from gradacc.cli import Terminated
-from gradacc.data import FOLDER, write_batch
-from gradacc.errors import Diverged
-from gradacc.store import HTTP_DEFAULTS
+import gradacc.study.run
+from gradacc.core.data import FOLDER, write_batch
+from gradacc.core.errors import Diverged, Terminated
+from gradacc.tracking.store import HTTP_DEFAULTS
 
 USAGE, FAILURE = 2, 1  # click's usage errors; gradacc's own errors
 
@@ -156,7 +168,7 @@ def fail_inside(error):
     (Terminated(), 143, "KILLED", "gradacc: terminated;"),  # what the SIGTERM handler raises
 ])
 def test_run_that_fails_after_it_started(store, monkeypatch, error, code, status, message):
-    monkeypatch.setitem(gradacc.runner.PARTS, "micro", fail_inside(error))
+    monkeypatch.setitem(gradacc.study.run.RUNNERS, "micro", fail_inside(error))
     before = {r.info.run_id for r in all_runs(store["client"])}
     result = run_cli(["micro", "--k", "2", "--smoke", "--experiment", "e2e-failures"])
     assert result.code == code and "Traceback" not in result.err

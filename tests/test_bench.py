@@ -5,9 +5,9 @@ import json
 import math
 
 import pytest
-
 from e2e_support import assert_one_error_line, isolated_store, run_cli, write_data_root
-from gradacc.bench import Line
+
+from gradacc.bench.lines import Line
 
 
 def test_line_ratio_goal_and_text():

@@ -8,12 +8,24 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from e2e_support import (
+    REPO_ROOT,
+    SMOKE_TEST,
+    SMOKE_TRAIN,
+    VENV_BIN,
+    all_runs,
+    artifact,
+    history,
+    isolated_store,
+    launched_run_id,
+    mlflow_run,
+    run_cli,
+    run_process,
+    write_data_root,
+)
 from mlflow import MlflowClient
 
-from e2e_support import (REPO_ROOT, SMOKE_TEST, SMOKE_TRAIN, VENV_BIN, all_runs, artifact,
-                         history, isolated_store, launched_run_id, mlflow_run, run_cli, run_process,
-                         write_data_root)
-from gradacc.runtime import cpu_model
+from gradacc.core.runtime import cpu_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

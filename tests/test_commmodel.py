@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradacc import commmodel as cm
+from gradacc.analysis.commmodel import model as cm
 
 LINK = cm.Link("t", "test link", 5e-6, 10.0, "10 GB/s", "test", "network")
 FAST = cm.Link("f", "fast link", 1e-6, 100.0, "100 GB/s", "test", "intra")
@@ -108,14 +108,17 @@ def test_prediction_rows_and_best_n():
     assert best["slow"]["workers"] == min(rows, key=lambda r: r["update_s"])["workers"]
 
 
-def test_gradient_size_is_counted_from_the_model():
-    from gradacc.commmodel_data import gradient_bytes
-    from gradacc.report import RESNET18_PARAMS
-    assert gradient_bytes() == 4 * RESNET18_PARAMS
+def test_gradient_size_is_that_of_the_model():
+    import torch
+
+    from gradacc.core.config import GRADIENT_BYTES
+    from gradacc.core.model import build_model
+    model = build_model(0, torch.device("cpu"))
+    assert GRADIENT_BYTES == sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
 def test_ddp_runs_match_a_setting_and_read_beside_accumulation():
-    from gradacc.report_part4 import ddp_sentences, matching_ddp
+    from gradacc.analysis.report.part4 import ddp_sentences, matching_ddp
     ddp = pd.DataFrame([{"run_name": "ddp-w2", "workers": 2, "torch_threads": 1, "device_type": "cpu",
                          "device_name": "X", "smoke": False, "start_time": pd.Timestamp("2026-01-01", tz="UTC"),
                          "update_time_s_mean": 1.2, "compute_ms_mean": 900.0, "allreduce_ms_mean": 250.0,

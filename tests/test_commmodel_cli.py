@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from e2e_support import assert_one_error_line, run_cli
 
 SETTING = {"device_type": "cpu", "device_name": "Test CPU", "loader": "device", "epochs": "2", "micro_batch": "64",
@@ -12,7 +11,7 @@ SETTING = {"device_type": "cpu", "device_name": "Test CPU", "loader": "device", 
 
 
 def log_run(name: str, part: str, params: dict, series: dict, summaries: dict) -> None:
-    from gradacc.tracking import tracked_run
+    from gradacc.tracking.runs import tracked_run
     with tracked_run(name, {"gradacc.part": part, "gradacc.smoke": "false"}) as run:
         run.log_params({}, {**SETTING, **params})
         run.log_metrics({key: (list(range(len(v))), list(v)) for key, v in series.items()}, summaries)

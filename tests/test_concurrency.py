@@ -5,9 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from mlflow import MlflowClient
-
 from e2e_support import all_runs, history, subprocess_env
+from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 WRITERS = 4
@@ -17,7 +16,7 @@ POINTS = 2_500  # three log_batch calls of up to 1,000 points each, interleaved 
 # minutes of training that would only keep the four processes from writing at the same moment.
 WRITER = f"""
 import sys
-from gradacc.tracking import tracked_run
+from gradacc.tracking.runs import tracked_run
 n = int(sys.argv[1])
 with tracked_run(f"writer-{{n}}", {{"gradacc.part": "micro"}}, "together") as run:
     run.log_params({{"k": str(n)}}, {{"effective_batch": str(64 * n)}})

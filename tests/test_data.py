@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradacc.config import Protocol
-from gradacc.data import FOLDER, DataError, ensure_dataset, load_subset, read_batch, resolve_data_dir, write_batch
+from gradacc.core.config import Protocol
+from gradacc.core.data import FOLDER, DataError, ensure_dataset, load_subset, read_batch, resolve_data_dir, write_batch
 
 
 def copy_root(tiny_cifar: Path, tmp_path: Path) -> Path:

@@ -7,9 +7,9 @@ import re
 
 import numpy as np
 import pytest
-
 from e2e_support import assert_one_error_line, history, run_cli
-from gradacc.parts.ddp import RankStream, bandwidth_summaries
+
+from gradacc.distributed.rank import RankStream, bandwidth_summaries
 
 
 class CountingStream:
@@ -41,7 +41,7 @@ def test_algbw_and_busbw_as_nccl_tests_define_them():
 def test_relative_difference_per_tensor_and_the_reversed_control():
     import torch
 
-    from gradacc.verify import ReversedGroups, largest_difference, relative_difference
+    from gradacc.distributed.verify import ReversedGroups, largest_difference, relative_difference
     b = torch.tensor([3.0, 4.0])
     assert relative_difference(b + torch.tensor([0.0, 0.5]), b) == pytest.approx(0.1)
     assert relative_difference(torch.zeros(2), torch.zeros(2)) == 0.0

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 
 import click
 import pytest
+import tomllib
 import yaml
-
 from e2e_support import REPO_ROOT
+
 from gradacc.cli import cli
 
 ENTRY_COMMANDS = {"main": "sweep", "micro": "micro", "update": "update", "converge": "converge", "ddp": "ddp",

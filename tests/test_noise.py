@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradacc import noise
-from gradacc.config import Protocol
-from gradacc.engine import run_update
-from gradacc.errors import ConfigError
-from gradacc.parts import Context, Result, converge
+from gradacc.core import noise
+from gradacc.core.config import Protocol
+from gradacc.core.engine import run_update
+from gradacc.core.errors import ConfigError
+from gradacc.core.runtime import resolve_runtime
+from gradacc.core.snapshots import GradientSnapshots
+from gradacc.parts import converge
+from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
-from gradacc.runtime import resolve_runtime
 
 
 def synthetic_norms(g: np.ndarray, sigma_diag: np.ndarray, b_small: int, k: int, updates: int, seed: int = 0):
@@ -83,7 +85,7 @@ def test_snapshots_equal_separate_backward_passes(k):
     model = tiny_net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     data = batches(2 * k)
-    snapshots = noise.GradientSnapshots(model, k)
+    snapshots = GradientSnapshots(model, k)
     expected_small, expected_big = [], []
     for update in range(2):
         micro = [flat_grad(model, x, y) for x, y in data[update * k: (update + 1) * k]]
@@ -164,7 +166,7 @@ def test_linear_scaling_with_warmup_schedule():
 
 
 def test_converge_applies_the_warmup_schedule(ctx, monkeypatch):
-    import gradacc.engine as engine
+    import gradacc.core.engine as engine
     seen = []
     real = engine.run_update  # converge runs its updates through engine.make_update
 
@@ -178,9 +180,8 @@ def test_converge_applies_the_warmup_schedule(ctx, monkeypatch):
 
 
 def test_cli_tags_the_variant_and_says_why_k1_has_no_noise_scale(tiny_cifar, tracking_store):
-    from mlflow.tracking import MlflowClient
-
     from e2e_support import run_cli
+    from mlflow.tracking import MlflowClient
     result = run_cli(["converge", "--k", "1", "--smoke", "--lr-scaling", "linear", "--warmup-epochs", "1",
                       "--data-dir", tiny_cifar, "--threads", "1"])
     assert result.code == 0, result.err

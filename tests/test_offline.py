@@ -6,13 +6,12 @@ import json
 import shutil
 
 import pytest
+from e2e_support import error_lines, history, isolated_store, run_cli, write_data_root
 from mlflow import MlflowClient
 
-import gradacc.runner
-from e2e_support import error_lines, history, isolated_store, run_cli, write_data_root
-from gradacc.cli import Terminated
-from gradacc.errors import Diverged
-from gradacc.store import describe, sqlite_path
+import gradacc.study.run
+from gradacc.core.errors import Diverged, Terminated
+from gradacc.tracking.store import describe, sqlite_path
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ store_down = pytest.MonkeyPatch()
     (Terminated(), 143, "KILLED", "gradacc: terminated;"),
 ])
 def test_saved_with_its_status_then_uploaded(store, monkeypatch, error, code, status, last_line):
-    monkeypatch.setitem(gradacc.runner.PARTS, "micro", measure_then_lose_store(error))
+    monkeypatch.setitem(gradacc.study.run.RUNNERS, "micro", measure_then_lose_store(error))
     unsent = store["tmp"] / "unsent"
     shutil.rmtree(unsent, ignore_errors=True)
     try:

@@ -7,19 +7,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import LoggedTimer
 from torch import nn
 
-from gradacc.config import Protocol
-from gradacc.errors import Diverged
-from gradacc.model import build_model
-from gradacc.parts import Context, Result, converge, micro, update
+from gradacc.core.config import Protocol
+from gradacc.core.errors import Diverged
+from gradacc.core.model import build_model
+from gradacc.core.runtime import resolve_runtime
+from gradacc.core.streams import DeviceStream, TorchvisionStream
+from gradacc.core.timing import middle_window
+from gradacc.parts import converge, micro, update
+from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
 from gradacc.parts.micro import run_micro, run_phase
 from gradacc.parts.update import run_update_part
-from gradacc.runtime import resolve_runtime
-from gradacc.streams import DeviceStream, TorchvisionStream
-from gradacc.timing import middle_window
-from fakes import LoggedTimer
 
 MEAN, STD = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2023, 0.1994, 0.2010])
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from compare_support import SyntheticStore, fresh_store, runs_frame
-from gradacc.compare import build_sections
-from gradacc.compare_cli import run_compare
-from gradacc.compare_plots import write_plots
-from gradacc.report_noise import noise_sentences, variants_html
+
+from gradacc.analysis.compare import build_sections
+from gradacc.analysis.plots.compare import write_plots
+from gradacc.analysis.report.noise import noise_sentences, variants_html
+from gradacc.study.compare import run_compare
 
 B_NOISE = 200.0
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from compare_support import SyntheticStore, fresh_store
-from gradacc.errors import TrackingError
-from gradacc.results import SERIES_COLUMNS, load_runs, load_series
+
+from gradacc.core.errors import TrackingError
+from gradacc.tracking.results import SERIES_COLUMNS, load_runs, load_series
 
 
 @pytest.fixture(scope="module")

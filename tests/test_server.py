@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow import MlflowClient
-
-import gradacc.runner
 from e2e_support import all_runs, error_lines, history, isolated_store, run_cli, write_data_root
+from mlflow import MlflowClient
 from server_support import MlflowServer
+
+import gradacc.study.run
 
 pytestmark = pytest.mark.slow
 # One torch thread: on a busy 2-core machine, oversubscribed threads make a smoke run ten times slower.
@@ -89,14 +89,14 @@ def test_same_runs_over_http_as_in_the_default_store(server, data, tmp_path):
 def test_server_killed_before_the_run_logs_then_upload(server, data, tmp_path, monkeypatch):
     """The server dies (SIGKILL) between measurement and logging: the run's writes fail within the bounded
     retries, everything goes to a local folder, exit 1; after a restart `gradacc upload` completes the run."""
-    real, killed_at = gradacc.runner.PARTS["micro"], []
+    real, killed_at = gradacc.study.run.RUNNERS["micro"], []
 
     def measure_then_kill_server(protocol, ctx, result, advance):
         real(protocol, ctx, result, advance)
         server.kill()
         killed_at.append(time.monotonic())
 
-    monkeypatch.setitem(gradacc.runner.PARTS, "micro", measure_then_kill_server)
+    monkeypatch.setitem(gradacc.study.run.RUNNERS, "micro", measure_then_kill_server)
     unsent = tmp_path / "unsent"
     (tmp_path / "work").mkdir()
     with isolated_store(tmp_path / "work", data), pytest.MonkeyPatch.context() as mp:

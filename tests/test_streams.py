@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from gradacc.data import load_subset
-from gradacc.streams import DeviceStream, TorchvisionStream, crop_flip, normalize, pad_on_device, to_nchw
+from gradacc.core.data import load_subset
+from gradacc.core.streams import DeviceStream, TorchvisionStream, crop_flip, normalize, pad_on_device, to_nchw
 
 CPU = torch.device("cpu")
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)  # the protocol's, typed out independently
@@ -42,8 +42,8 @@ def decode(batch: torch.Tensor):
 def expected_batch(images: np.ndarray, ids, top, left, flipped) -> torch.Tensor:
     """The same crops and flips by torchvision's functional ops, normalised by hand."""
     out = []
-    for i, t, l, f in zip(ids.tolist(), top.tolist(), left.tolist(), flipped.tolist()):
-        img = TF.crop(TF.pad(torch.from_numpy(images[i]).permute(2, 0, 1), 4, fill=0), t, l, 32, 32)
+    for i, t, left_px, f in zip(ids.tolist(), top.tolist(), left.tolist(), flipped.tolist()):
+        img = TF.crop(TF.pad(torch.from_numpy(images[i]).permute(2, 0, 1), 4, fill=0), t, left_px, 32, 32)
         out.append(TF.hflip(img) if f else img)
     return (torch.stack(out).float() / 255 - MEAN) / STD
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
 from e2e_support import all_runs, run_cli, smoke_store
-from gradacc import runner
-from gradacc.cli import Terminated
+
+from gradacc.core.errors import Terminated
+from gradacc.study import run as runner
 
 # One torch thread: on a busy 2-core machine, oversubscribed threads make smoke runs several times slower.
 SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2", "--threads", "1"]
@@ -27,7 +27,7 @@ def studies(run) -> set[str]:
 
 
 def parent_study(result) -> str:
-    line = next(l for l in result.err.splitlines() if l.startswith("sweep: study "))
+    line = next(text for text in result.err.splitlines() if text.startswith("sweep: study "))
     return line.split()[2].rstrip(",:")
 
 
@@ -59,20 +59,20 @@ def test_force_measures_again_and_repeats_add_seeds(store):
 
 @pytest.mark.parametrize("interrupt, code", [(KeyboardInterrupt, 130), (Terminated, 143)])  # SIGINT, SIGTERM
 def test_interrupted_sweep_resumes_where_it_stopped(store, monkeypatch, interrupt, code):
-    real = runner.PARTS["micro"]
+    real = runner.RUNNERS["micro"]
 
     def interrupt_at_k2(protocol, ctx, result, progress):
         if protocol.k == 2:
             raise interrupt
         return real(protocol, ctx, result, progress)
 
-    monkeypatch.setitem(runner.PARTS, "micro", interrupt_at_k2)
+    monkeypatch.setitem(runner.RUNNERS, "micro", interrupt_at_k2)
     stopped = run_cli(SWEEP)
     assert stopped.code == code
     assert {r.info.status for r in runs_by_part(store, "sweep")} == {"KILLED"}
     assert sorted(r.info.status for r in runs_by_part(store, "micro")) == ["FINISHED", "KILLED"]
 
-    monkeypatch.setitem(runner.PARTS, "micro", real)
+    monkeypatch.setitem(runner.RUNNERS, "micro", real)
     resumed = run_cli(SWEEP)
     assert resumed.code == 0, resumed.err
     assert "1 runs measured, 1 reused" in resumed.err

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from gradacc import timing
+from gradacc.core import timing
+from gradacc.core.timing import NO_TIMER, Timer, middle_window
 from gradacc.parts.update import update_summaries
-from gradacc.timing import NO_TIMER, Timer, middle_window
 
 
 @pytest.mark.parametrize("n, start, stop", [(800, 160, 640), (400, 80, 320), (200, 40, 160), (100, 20, 80),

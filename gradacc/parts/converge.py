@@ -11,14 +11,15 @@ import math
 import numpy as np
 import torch
 
-from ..config import Protocol
-from ..engine import evaluate, make_update
-from ..errors import Diverged
-from ..model import build_model, build_optimizer, set_lr
-from ..noise import GradientSnapshots, NoiseRecord, measures
-from ..timing import NO_TIMER, Timer
-from . import Context, Result, noop, series_from
-from .update import update_summaries
+from gradacc.core.config import Protocol
+from gradacc.core.engine import evaluate, make_update
+from gradacc.core.errors import Diverged
+from gradacc.core.model import build_model, build_optimizer, set_lr
+from gradacc.core.noise import NoiseRecord, measures
+from gradacc.core.snapshots import GradientSnapshots
+from gradacc.core.timing import NO_TIMER, Timer
+from gradacc.parts.context import Context, Result, noop, series_from
+from gradacc.parts.update import update_summaries
 
 
 def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:

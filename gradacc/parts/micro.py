@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Protocol
-from ..engine import run_update
-from ..model import build_model, build_optimizer
-from ..timing import NO_TIMER, Timer
-from . import Context, Result, noop, series_from
+from gradacc.core.config import Protocol
+from gradacc.core.engine import run_update
+from gradacc.core.model import build_model, build_optimizer
+from gradacc.core.timing import NO_TIMER, Timer
+from gradacc.parts.context import Context, Result, noop, series_from
 
 
 def run_phase(model, optimizer, stream, k: int, micro_iters: int, micro_timer=NO_TIMER,

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Protocol
-from ..engine import make_update
-from ..model import build_model, build_optimizer
-from ..timing import Timer, middle_window
-from . import Context, Result, noop, series_from
+from gradacc.core.config import Protocol
+from gradacc.core.engine import make_update
+from gradacc.core.model import build_model, build_optimizer
+from gradacc.core.timing import Timer, middle_window
+from gradacc.parts.context import Context, Result, noop, series_from
 
 
 def update_summaries(update_s: np.ndarray, effective_batch: int) -> dict[str, float]:
@@ -18,7 +18,9 @@ def update_summaries(update_s: np.ndarray, effective_batch: int) -> dict[str, fl
             "throughput_img_s": effective_batch / mean}
 
 
-def run_update_part(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
+def run_update_part(protocol: Protocol, ctx: Context, result: Result, progress=noop,
+                    updates: int | None = None) -> None:
+    """Times the protocol's U updates (or `updates` of them: the bench's shorter runs) of a fresh model."""
     model = build_model(protocol.seed, ctx.runtime.device)
     optimizer = build_optimizer(model, protocol)
     stream = ctx.stream(protocol)
@@ -26,7 +28,7 @@ def run_update_part(protocol: Protocol, ctx: Context, result: Result, progress=n
     model.train()
     update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs)
     try:
-        for _ in range(protocol.total_updates):
+        for _ in range(protocol.total_updates if updates is None else updates):
             # Synchronised at both ends: the K fetches, forwards, backwards and the step.
             with timer:
                 update()

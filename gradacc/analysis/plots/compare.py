@@ -1,0 +1,197 @@
+"""The comparison's figures: one PNG per question, one set per setting."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from gradacc.analysis.compare import Section, curves
+from gradacc.analysis.plots.noise import noise_plot
+from gradacc.analysis.plots.style import SIZE_IN, finish, k_colors, plt
+
+PLOT_FILES = {
+    "micro_time_vs_k": "micro-iteration time vs K",
+    "throughput_vs_batch": "throughput vs effective batch",
+    "loss_vs_epoch": "training loss vs epoch",
+    "update_time_vs_k": "update time vs K x micro-iteration + step",
+    "accuracy_vs_k": "test accuracy vs K",
+    "loss_vs_updates": "training loss vs optimizer updates",
+    "noise_scale_vs_epoch": "gradient noise scale B_simple over training",
+}
+
+
+def _log2_axis(ax, values, label: str) -> None:
+    values = sorted({int(v) for v in values})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(values)
+    ax.set_xticklabels([str(v) for v in values])
+    ax.minorticks_off()
+    ax.margins(x=0.08)
+    if len(values) == 1:  # one point: give the log axis some room
+        ax.set_xlim(values[0] / 1.5, values[0] * 1.5)
+    ax.set_xlabel(label)
+
+
+def _errors(table: pd.DataFrame, metric: str, part: str):
+    """Std over runs as error bars where a K has several runs, else none."""
+    sd = table[f"{metric}_sd"].where(table[f"{part}_n"] > 1)
+    return None if sd.isna().all() else sd.fillna(0.0).to_numpy()
+
+
+def _rows_with(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return table[table[metric].notna()]
+
+
+def _runs_note(ax, xs, ys, ns) -> str:
+    """How many runs each point averages: in the legend when every K has the same count, else at the points."""
+    ns = [int(n) for n in ns]
+    if len(set(ns)) == 1:
+        return f", {ns[0]} runs per K, bars: std" if ns[0] > 1 else ""
+    for x, y, n in zip(xs, ys, ns):
+        ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8, color="dimgray")
+    return ", bars: std"
+
+
+def plot_micro_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
+    rows = _rows_with(table, "micro_iter_ms_mean")
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=SIZE_IN)
+    note = _runs_note(ax, rows["k"], rows["micro_iter_ms_mean"], rows["micro_n"])
+    ax.errorbar(rows["k"], rows["micro_iter_ms_mean"], yerr=_errors(rows, "micro_iter_ms_mean", "micro"),
+                marker="o", capsize=4, label="mean of the timed micro-iterations" + note)
+    mean = rows["micro_iter_ms_mean"].mean()
+    ax.axhline(mean, color="gray", ls=":", lw=1, label=f"mean over K: {mean:.3g} ms")
+    ax.set_ylim(0, rows["micro_iter_ms_mean"].max() * 1.25)
+    _log2_axis(ax, rows["k"], "accumulation factor K (log2)")
+    ax.set_ylabel("forward + backward of one micro-batch (ms)")
+    ax.legend(loc="lower right")
+    return finish(fig, ax, "Part 1: micro-iteration time vs K", subtitle, path)
+
+
+def plot_throughput(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
+    rows = _rows_with(table, "throughput_img_s")
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=SIZE_IN)
+    note = _runs_note(ax, rows["effective_batch"], rows["throughput_img_s"], rows["update_n"])
+    ax.errorbar(rows["effective_batch"], rows["throughput_img_s"],
+                yerr=_errors(rows, "throughput_img_s", "update"), marker="o", capsize=4, color="tab:green",
+                label="measured: 64 K / update time" + note)
+    for x, y, k in zip(rows["effective_batch"], rows["throughput_img_s"], rows["k"]):
+        ax.annotate(f"K={int(k)}", (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_ylim(0, rows["throughput_img_s"].max() * 1.25)
+    _log2_axis(ax, rows["effective_batch"], "effective batch 64 K (images, log2)")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ax.set_ylabel("throughput (images/s)")
+    ax.legend(loc="lower right")
+    return finish(fig, ax, "Part 2: throughput vs effective batch", subtitle, path)
+
+
+def plot_update_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
+    rows = _rows_with(table, "update_time_s_mean")
+    model = table[table["model_update_time_s"].notna()]
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=SIZE_IN)
+    note = _runs_note(ax, rows["k"], rows["update_time_s_mean"], rows["update_n"])
+    ax.errorbar(rows["k"], rows["update_time_s_mean"], yerr=_errors(rows, "update_time_s_mean", "update"),
+                marker="o", capsize=4, color="tab:blue", label="measured update, middle 60%" + note)
+    if not model.empty:
+        ax.plot(model["k"], model["model_update_time_s"], ls="--", marker="s", color="tab:orange",
+                label="K x micro-iteration + optimizer step (Part 1)")
+    else:
+        ax.text(0.98, 0.03, "no micro runs: no 'K x micro + step' line", transform=ax.transAxes, ha="right",
+                fontsize=8, color="dimgray")
+    gaps = table[table["model_gap_pct"].notna()]
+    for k, y, gap in zip(gaps["k"], gaps["update_time_s_mean"], gaps["model_gap_pct"]):
+        ax.annotate(f"{gap:+.0f}%", (k, y), textcoords="offset points", xytext=(8, -12), fontsize=8,
+                    color="dimgray")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    _log2_axis(ax, table["k"], "accumulation factor K (log2)")
+    ax.set_ylabel("time per update (s, log)")
+    ax.legend(loc="upper left")
+    return finish(fig, ax, "Part 2: update time vs K", subtitle, path)
+
+
+def plot_accuracy(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
+    rows = _rows_with(table, "test_accuracy")
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=SIZE_IN)
+    note = _runs_note(ax, rows["k"], rows["test_accuracy"], rows["converge_n"])
+    ax.errorbar(rows["k"], rows["test_accuracy"], yerr=_errors(rows, "test_accuracy", "converge"),
+                marker="o", capsize=4, color="tab:purple", label="after the last epoch" + note)
+    low, high = rows["test_accuracy"].min(), rows["test_accuracy"].max()
+    pad = max(2.0, (high - low) * 0.3)
+    ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
+    _log2_axis(ax, rows["k"], "accumulation factor K (log2)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="upper right")
+    return finish(fig, ax, "Part 3: test accuracy vs K", subtitle, path)
+
+
+def _per_k_lines(ax, curve: pd.DataFrame, smooth: bool = False) -> None:
+    """One line per K (mean over its runs; a std band where several); `smooth`: a centred running mean over
+    1/40 of each K's steps in bold over the raw values in faint."""
+    colors = k_colors(curve["k"].unique())
+    for k, rows in curve.groupby("k"):
+        steps, mean = rows["step"].to_numpy(), rows["mean"].to_numpy()
+        n = int(rows["n"].max())
+        label = f"K={k}" + (f" (mean of {n} runs)" if n > 1 else "")
+        window = max(1, len(mean) // 40)
+        if smooth and window > 1:
+            ax.plot(steps, mean, color=colors[k], lw=0.6, alpha=0.3)
+            ax.plot(steps, pd.Series(mean).rolling(window, center=True, min_periods=1).mean(), color=colors[k],
+                    lw=1.6, label=label)
+        else:
+            ax.plot(steps, mean, color=colors[k], marker="o" if len(steps) <= 20 else None, lw=1.6, label=label)
+        sd = rows["sd"].to_numpy()
+        if n > 1 and not smooth and np.isfinite(sd).any():
+            ax.fill_between(steps, mean - np.nan_to_num(sd), mean + np.nan_to_num(sd), color=colors[k], alpha=0.15)
+
+
+def plot_loss_vs_epoch(curve: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
+    if curve.empty:
+        return None
+    fig, ax = plt.subplots(figsize=SIZE_IN)
+    _per_k_lines(ax, curve)
+    ax.set_xticks(sorted(curve["step"].unique()))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean micro-batch training loss")
+    ax.legend(loc="upper right", fontsize=8)
+    return finish(fig, ax, "Part 3: training loss vs epoch (same images for every K)", subtitle, path)
+
+
+def plot_loss_vs_updates(curve: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
+    if curve.empty:
+        return None
+    fig, ax = plt.subplots(figsize=SIZE_IN)
+    _per_k_lines(ax, curve, smooth=True)
+    ax.set_xlabel("optimizer update")
+    ax.set_ylabel("mean micro-batch training loss")
+    ax.legend(loc="upper right", fontsize=8, title_fontsize=7,
+              title="faint: each update; bold: running mean\nover 1/40 of the K's updates")
+    return finish(fig, ax, "Part 3: training loss vs optimizer updates", subtitle, path)
+
+
+def write_plots(section: Section, series: pd.DataFrame, folder: Path) -> dict[str, Path]:
+    """Every plot the section's data allows, as folder/<name>.png; {name: path} of those written."""
+    table, subtitle = section.table, section.label
+    epoch_curve = curves(series, section.runs, "train_loss")
+    update_curve = curves(series, section.runs, "train_loss_update")
+    made = {
+        "micro_time_vs_k": plot_micro_time(table, subtitle, folder / "micro_time_vs_k.png"),
+        "throughput_vs_batch": plot_throughput(table, subtitle, folder / "throughput_vs_batch.png"),
+        "loss_vs_epoch": plot_loss_vs_epoch(epoch_curve, subtitle, folder / "loss_vs_epoch.png"),
+        "update_time_vs_k": plot_update_time(table, subtitle, folder / "update_time_vs_k.png"),
+        "accuracy_vs_k": plot_accuracy(table, subtitle, folder / "accuracy_vs_k.png"),
+        "loss_vs_updates": plot_loss_vs_updates(update_curve, subtitle, folder / "loss_vs_updates.png"),
+    }
+    made["noise_scale_vs_epoch"] = noise_plot(section, series, folder / "noise_scale_vs_epoch.png")
+    return {name: path for name, path in made.items() if path is not None}

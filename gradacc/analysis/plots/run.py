@@ -1,0 +1,49 @@
+"""One PNG per run of its own series (pure: series in, file out)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from gradacc.analysis.plots.style import plt
+
+LABELS = {
+    "micro_iter_ms": ("timed micro-iteration", "forward + backward (ms)"),
+    "opt_step_ms": ("optimizer step", "optimizer step (ms)"),
+    "update_time_s": ("update", "update time (s)"),
+    "train_loss": ("epoch", "mean micro-batch loss"),
+    "train_loss_update": ("update", "mean micro-batch loss"),
+    "test_accuracy_epoch": ("epoch", "test accuracy (%)"),
+    "compute_ms": ("update", "forward + backward without all-reduce (ms)"),
+    "allreduce_ms": ("update", "gradient all-reduce (ms)"),
+}
+
+
+def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path: Path,
+             window: tuple[int, int] | None = None) -> Path:
+    """A column of panels, one per series; `window` shades the steps that a summary averages over."""
+    names = [n for n in series if series[n][0]]
+    fig, axes = plt.subplots(len(names) or 1, 1, figsize=(7, 2.6 * max(len(names), 1)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        steps, values = series[name]
+        xlabel, ylabel = LABELS.get(name, ("step", name))
+        ax.plot(steps, values, marker="o" if len(steps) <= 20 else None, lw=1)
+        if name in ("micro_iter_ms", "opt_step_ms", "update_time_s"):
+            lo, hi = window if window and name == "update_time_s" else (0, len(values))
+            mean = float(np.mean(values[lo:hi]))
+            if (lo, hi) != (0, len(values)):
+                ax.axvspan(lo, hi - 1, color="tab:green", alpha=0.15, label="middle 60%")
+            ax.axhline(mean, color="tab:red", lw=1, ls="--", label=f"mean {mean:.4g}")
+            ax.legend(loc="upper right")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,227 @@
+"""The study's discussion (Parts 1-4) as sentences, every claim computed from the measured table."""
+from __future__ import annotations
+
+import pandas as pd
+
+from gradacc.analysis.compare import Section, curves
+from gradacc.analysis.report.noise import noise_sentences
+from gradacc.analysis.report.part4 import part4_numbers
+from gradacc.analysis.text import short
+from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
+
+FLAT_PCT = 10.0  # a micro-iteration spread across K below this share of the mean is called flat
+TRACK_PCT = 15.0  # an update time within this share of 'K x micro + step' is said to track it
+SAME_PCT = 5.0  # throughput ratios within this share of 1 are 'about the same'
+NOTE_PCT = 2.0  # a mean gap to 'K x micro + step' below this is not worth explaining
+
+
+def _pct(value: float, sign: bool = True) -> str:
+    """A percentage with one decimal below 10 (a 0.4% gap is not '0%'), none above."""
+    text = f"{value:+.1f}" if sign else f"{value:.1f}"
+    return (text if abs(value) < 10 else text.split(".")[0]) + "%"
+
+
+def _trend(values: list[float]) -> str:
+    pairs = list(zip(values, values[1:]))
+    if pairs and all(b > a for a, b in pairs):
+        return "rises"
+    if pairs and all(b < a for a, b in pairs):
+        return "falls"
+    return "mixed"
+
+
+def _order(rows: pd.DataFrame, metric: str, unit: str = "", descending: bool = False) -> str:
+    ranked = rows.sort_values(metric, ascending=not descending, kind="stable")
+    return (" > " if descending else " < ").join(
+        f"K={int(r.k)} ({short(getattr(r, metric))}{unit})" for r in ranked.itertuples())
+
+
+def _within_noise(rows: pd.DataFrame, metric: str, unit: str) -> list[str]:
+    """Neighbours in K whose difference is smaller than their std over seeds."""
+    notes = []
+    for a, b in zip(rows.itertuples(), list(rows.itertuples())[1:]):
+        sd = max(getattr(a, f"{metric}_sd"), getattr(b, f"{metric}_sd"))
+        diff = abs(getattr(b, metric) - getattr(a, metric))
+        if pd.notna(sd) and diff < sd:
+            notes.append(f"K={int(a.k)} and K={int(b.k)} differ by {short(diff)}{unit}, less than the std over seeds "
+                         f"({short(sd)}{unit})")
+    return ["Within the noise: " + "; ".join(notes) + "."] if notes else []
+
+
+def part1(table: pd.DataFrame) -> list[str]:
+    rows = table[table["micro_iter_ms_mean"].notna()]
+    if rows.empty:
+        return ["No micro runs: Part 1 was not measured in this setting."]
+    ms = rows["micro_iter_ms_mean"].tolist()
+    ks = rows["k"].astype(int).tolist()
+    mean = sum(ms) / len(ms)
+    noise = (rows["micro_iter_ms_std"] / rows["micro_iter_ms_mean"]).mean() * 100
+    within = [f"Within a run the timed micro-iterations vary with a std of {noise:.1f}% of their mean "
+              "(averaged over runs)."] if pd.notna(noise) else []
+    if len(ms) == 1:
+        return [f"Only K={ks[0]} was measured: {short(ms[0])} ms per micro-iteration; no spread across K to judge."] \
+            + within
+    spread = (max(ms) - min(ms)) / mean * 100
+    change = (ms[-1] / ms[0] - 1) * 100
+    trend = _trend(ms)
+    span = f"{short(min(ms))}-{short(max(ms))} ms over K={ks[0]}..{ks[-1]}, a spread of {spread:.1f}% of the mean " \
+           f"({short(mean)} ms)"
+    adding = f"{(1 - 1 / ks[0]) * 100:.0f}% at K={ks[0]} to {(1 - 1 / ks[-1]) * 100:.0f}% at K={ks[-1]}"
+    if spread <= FLAT_PCT:
+        claim = (f"The micro-iteration time is flat across K within {spread:.1f}% ({span}; flat means within "
+                 f"{FLAT_PCT:g}%). As the protocol predicts: a micro-iteration is the same forward and backward "
+                 "pass over 64 images for every K; K only sets how often the optimizer steps.")
+    elif trend in ("rises", "falls"):
+        verb = "grows" if trend == "rises" else "shrinks"
+        claim = (f"The micro-iteration time {verb} by {abs(change):.0f}% from K={ks[0]} to K={ks[-1]} ({span}). "
+                 "The forward and backward pass are the same for every K; the one K-dependent piece inside the "
+                 "timer is that a backward after the first of an update adds into the gradients instead of "
+                 f"storing them ({adding} of micro-iterations). These runs cannot separate that cost from the "
+                 "conditions of measurement (clocks, memory state, other load).")
+    else:
+        low, high = ks[ms.index(min(ms))], ks[ms.index(max(ms))]
+        claim = (f"The micro-iteration time varies without a monotonic trend in K: lowest at K={low}, highest at "
+                 f"K={high} ({span}), more than the {FLAT_PCT:g}% called flat. With no trend in K, the spread "
+                 "points at the conditions of measurement rather than at accumulation.")
+    return [claim] + within + _within_noise(rows, "micro_iter_ms_mean", " ms")
+
+
+def part2(table: pd.DataFrame) -> list[str]:
+    rows = table[table["throughput_img_s"].notna()]
+    if rows.empty:
+        return ["No update runs: Part 2 was not measured in this setting."]
+    first, last = rows.iloc[0], rows.iloc[-1]
+    ratio = last["throughput_img_s"] / first["throughput_img_s"]
+    sources = {str(s) for s in rows["update_source"].dropna()} if "update_source" in rows else {"update"}
+    out = [{"update": "These figures come from update runs.",
+            "converge": "These figures come from the converge runs, which time each of their updates whole "
+                        "(the same updates an update run of the same seed makes): no separate pass over the data."
+            }.get(next(iter(sources)), "") if len(sources) == 1 else
+           "Update runs give these figures where they exist; converge runs, which time the same updates, the rest."]
+    if len(rows) > 1:
+        sense = ("higher" if ratio > 1 + SAME_PCT / 100 else "lower" if ratio < 1 - SAME_PCT / 100
+                 else f"about the same (within {SAME_PCT:g}%)")
+        trend = _trend(rows["throughput_img_s"].tolist())
+        shape = {"rises": "it rises monotonically with K", "falls": "it falls monotonically with K"}.get(
+            trend, f"not monotonically: the highest is at K={int(rows.loc[rows['throughput_img_s'].idxmax(), 'k'])}")
+        out.append(f"Throughput at K={int(last.k)} is {ratio:.2f}x that of K={int(first.k)} "
+                   f"({short(last.throughput_img_s)} vs {short(first.throughput_img_s)} images/s): {sense}; {shape}.")
+    else:
+        out.append(f"Only K={int(first.k)} was measured: {short(first.throughput_img_s)} images/s.")
+    both = rows[rows["model_gap_pct"].notna()]
+    if both.empty:
+        return out + ["Without micro runs for these K, the update time cannot be set beside K x micro-iteration + "
+                      "optimizer step."]
+    gaps = ", ".join(f"K={int(r.k)} {_pct(r.model_gap_pct)}" for r in both.itertuples())
+    worst = both.loc[both["model_gap_pct"].abs().idxmax()]
+    if abs(worst.model_gap_pct) <= TRACK_PCT:
+        out.append(f"The update time tracks K x micro-iteration + optimizer step within "
+                   f"{_pct(abs(worst.model_gap_pct), sign=False)} at every K ({gaps}; tracks means within "
+                   f"{TRACK_PCT:g}%).")
+    else:
+        out.append(f"The update time departs from K x micro-iteration + optimizer step by up to "
+                   f"{_pct(abs(worst.model_gap_pct), sign=False)} (at K={int(worst.k)}; {gaps}).")
+    mean_gap = both["model_gap_pct"].mean()
+    if abs(mean_gap) < NOTE_PCT:
+        out.append(f"On average the two agree within {_pct(abs(mean_gap), sign=False)}.")
+    elif mean_gap > 0:
+        out.append("On average the update is slower than its parts: the update timer also holds the K batch "
+                   "fetches and augmentations and the host work between micro-iterations, which the "
+                   "micro-iteration timer leaves out.")
+    elif mean_gap < 0:
+        out.append("On average the update is faster than its parts timed alone: the micro-iteration timer "
+                   "synchronises the device at both ends of every micro-batch, a whole update only once.")
+    steps = both[both["opt_step_ms_mean"].notna()]
+    if len(steps):
+        share = steps["opt_step_ms_mean"] / (steps["model_update_time_s"] * 1e3) * 100
+        out.append(f"The optimizer step takes {short(steps['opt_step_ms_mean'].mean())} ms: {share.iloc[0]:.1f}% of "
+                   f"a K={int(steps.iloc[0].k)} update and {share.iloc[-1]:.1f}% of a K={int(steps.iloc[-1].k)} "
+                   "update, the part of the cost that accumulation spreads over K micro-batches.")
+    return out
+
+
+def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | None) -> list[str]:
+    rows = table[table["test_accuracy"].notna() & table["final_train_loss"].notna()]
+    if rows.empty:
+        return ["No converge runs: Part 3 was not measured in this setting."]
+    if len(rows) == 1:
+        r = rows.iloc[0]
+        return [f"Only K={int(r.k)} was trained: final loss {short(r.final_train_loss)}, "
+                f"test accuracy {r.test_accuracy:.1f}%."]
+    loss_trend, acc_trend = _trend(rows["final_train_loss"].tolist()), _trend(rows["test_accuracy"].tolist())
+    ends = f"from {short(rows.iloc[0].final_train_loss)} (K={int(rows.iloc[0].k)}) to " \
+           f"{short(rows.iloc[-1].final_train_loss)} (K={int(rows.iloc[-1].k)})"
+    out = [f"The final training loss {loss_trend} monotonically with K, {ends}." if loss_trend != "mixed" else
+           f"The final training loss is not monotonic in K: {_order(rows, 'final_train_loss')}."]
+    acc_ends = f"from {rows.iloc[0].test_accuracy:.1f}% (K={int(rows.iloc[0].k)}) to " \
+               f"{rows.iloc[-1].test_accuracy:.1f}% (K={int(rows.iloc[-1].k)})"
+    out.append(f"Test accuracy {acc_trend} monotonically with K, {acc_ends}." if acc_trend != "mixed" else
+               f"Test accuracy is not monotonic in K: {_order(rows, 'test_accuracy', '%', descending=True)}.")
+    images = f" over the same {images_per_run:,} images" if images_per_run else ""
+    if loss_trend == "rises" and acc_trend == "falls":
+        out.append(f"This is what the protocol expects: with the lr held at 0.1 for every K, K times larger "
+                   f"batches take K times fewer steps of the same size{images}.")
+    else:
+        out.append("This departs from the plain expectation (with the lr held at 0.1, larger K takes fewer steps "
+                   f"of the same size{images} and should end with higher loss and lower accuracy).")
+    out += _within_noise(rows, "test_accuracy", " points")
+    if not epoch_curve.empty:
+        ks = sorted(epoch_curve["k"].unique())
+        at = {(k, s): m for k, s, m in epoch_curve[["k", "step", "mean"]].itertuples(index=False)}
+        first, last = int(epoch_curve["step"].min()), int(epoch_curve["step"].max())
+        if (ks[0], first) in at and (ks[-1], first) in at and first != last:
+            out.append(f"After epoch {first} the loss is {short(at[ks[0], first])} at K={ks[0]} and "
+                       f"{short(at[ks[-1], first])} at K={ks[-1]}; after epoch {last}, "
+                       f"{short(at.get((ks[0], last), float('nan')))} and "
+                       f"{short(at.get((ks[-1], last), float('nan')))}.")
+    return out
+
+
+def part4(table: pd.DataFrame) -> list[str]:
+    out = [
+        "What accumulation captures: each update applies the same gradient as N=K synchronous workers that each "
+        "compute one micro-batch of 64 and average their gradients (the sum of loss/K over K micro-batches is "
+        "that average), with the same effective batch, lr and number of updates, so Part 3's convergence "
+        "carries over to N=K workers.",
+        "BatchNorm normalises each micro-batch of 64 on its own, as DDP without SyncBatchNorm does; its running "
+        "statistics are updated K times per update here, where a DDP job keeps rank 0's.",
+        "What it misses: the all-reduce of the gradient every update (latency plus bandwidth: ResNet-18 has "
+        f"{RESNET18_PARAMS:,} parameters, {GRADIENT_BYTES / 1e6:.1f} MB in float32), the barrier at which every worker "
+        "waits for the slowest (stragglers), the topology that sets the all-reduce's cost (NVLink, PCIe, "
+        "network; ring or tree), and the overlap of that communication with the backward pass.",
+    ]
+    rows = table[table["micro_iter_ms_mean"].notna()]
+    if not rows.empty:
+        step = rows["opt_step_ms_mean"].fillna(0.0)
+        per_update = rows["micro_iter_ms_mean"] + step
+        bounds = ", ".join(f"N={int(r.k)}: {short(64 * r.k / (p / 1e3))} images/s"
+                           for r, p in zip(rows.itertuples(), per_update))
+        out.append(f"The number a real worker would pay per update is the measured compute of one micro-batch, "
+                   f"{short(rows['micro_iter_ms_mean'].mean())} ms on average here, plus the optimizer step "
+                   f"({short(step.mean())} ms), plus the communication; the simulation pays K micro-iterations "
+                   "instead. "
+                   f"Without communication and waiting, N=K workers would reach at most {bounds}; the all-reduce, "
+                   "the barrier and stragglers only lower these bounds.")
+        one = table.loc[table["k"] == 1, "throughput_img_s"]
+        last = rows.iloc[-1]
+        if len(one) and pd.notna(one.iloc[0]) and last.k > 1:
+            bound = 64 * last.k / (per_update.iloc[-1] / 1e3)
+            out.append(f"That bound for N={int(last.k)} is {bound / one.iloc[0]:.1f}x the measured throughput of "
+                       f"one worker (K=1, {short(one.iloc[0])} images/s): the ideal speed-up, before any "
+                       "communication.")
+    return out
+
+
+def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
+    """Parts 1-4 as sentences, each computed from the section's table and loss curves."""
+    runs = section.runs
+    sizes = (runs["epochs"] * runs["train_size"]).dropna()
+    return {
+        "Part 1: micro-iteration time": part1(section.table),
+        "Part 2: update time and throughput": part2(section.table),
+        "Part 3: convergence under a fixed epoch budget": part3(
+            section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None),
+        "Part 3, why: the gradient noise scale": noise_sentences(section, series),
+        "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
+            runs, section.table, series, section.ddp),
+    }

@@ -1,0 +1,53 @@
+"""A benchmark line (two figures measured side by side, their ratio and the goal it is held to), the lines that
+`gradacc bench` knows, and the temporary tracking store its runs go to."""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+LINES = ("streams", "tracking", "logging", "e2e", "graph")  # in the order `gradacc bench` runs them
+
+
+@dataclass
+class Line:
+    """One benchmark line: `a` against `b` in `unit`, the ratio a/b, and the goal it is held to, if any."""
+
+    name: str
+    a_label: str
+    a: float
+    b_label: str
+    b: float
+    unit: str
+    goal: str = ""  # e.g. "<= 1.01"
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.a / self.b if self.b else float("nan")
+
+    @property
+    def met(self) -> bool | None:
+        if not self.goal:
+            return None
+        op, bound = self.goal.split()
+        return self.ratio <= float(bound) if op == "<=" else self.ratio >= float(bound)
+
+    def text(self) -> str:
+        verdict = "" if self.met is None else f"  goal {self.goal}: {'met' if self.met else 'MISSED'}"
+        return (f"{self.name}: {self.a_label} {self.a:.4g} {self.unit} vs {self.b_label} {self.b:.4g} {self.unit}"
+                f"  ratio {self.ratio:.3f}{verdict}" + (f"\n    {self.note}" if self.note else ""))
+
+
+@contextlib.contextmanager
+def tracking_store(uri: str):
+    """MLFLOW_TRACKING_URI = uri for the block (the bench's runs stay out of the user's store), then as before."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield uri
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous

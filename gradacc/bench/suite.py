@@ -1,0 +1,63 @@
+"""`gradacc bench`: the chosen performance lines run one after another in this process, printed as they come."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from gradacc.bench.e2e import bench_end_to_end
+from gradacc.bench.lines import tracking_store
+from gradacc.bench.measure import bench_graph_floor, bench_logging, bench_streams, bench_tracking
+from gradacc.core.config import Protocol, smoke_protocol
+from gradacc.parts.context import prepare
+from gradacc.study.run import given_params
+
+
+def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
+              smoke, cuda_graphs, json_path) -> None:
+    """The lines in `chosen` (names from gradacc.bench.lines.LINES), each printed as it is measured; also written
+    to `json_path` if given."""
+    protocol = smoke_protocol(1, Protocol.seed, "device") if smoke else Protocol()
+    ctx = prepare([replace(protocol, cuda_graphs=cuda_graphs)], device, threads, data_dir)
+    runtime = ctx.runtime
+    print(f"bench on {runtime.device_name} ({runtime.device.type}), {runtime.torch_threads} torch threads, "
+          f"DataLoader workers 2, {os.cpu_count()} CPUs", file=sys.stderr)
+    results = []
+
+    def emit(line):
+        results.append(line)
+        print(line.text())
+
+    if "streams" in chosen:
+        for line in bench_streams(ctx, protocol, batches, updates):
+            emit(line)
+    if "tracking" in chosen:
+        with tempfile.TemporaryDirectory(prefix="gradacc-bench-store-") as tmp, \
+                tracking_store(f"sqlite:///{Path(tmp) / 'mlflow.db'}"):
+            cwd = os.getcwd()
+            os.chdir(tmp)  # the store's artifacts (./mlruns) land in the temporary folder too
+            try:
+                tracked = replace(protocol, epochs=tracking_epochs)
+                emit(bench_tracking(ctx, tracked, "converge", given_params(
+                    device, "device", threads, data_dir, smoke, False, k=1, epochs=tracking_epochs, seed=42), 1))
+            finally:
+                os.chdir(cwd)
+    if "logging" in chosen:
+        emit(bench_logging(log_values))
+    if "graph" in chosen:
+        if runtime.is_cuda:
+            emit(bench_graph_floor(ctx, protocol, protocol.timed_micro_iters))
+        else:
+            print("micro-iteration vs CUDA-graph floor: skipped (needs CUDA)")
+    if "e2e" in chosen:
+        line, table = bench_end_to_end(ctx.data_path, e2e_ks, replace(protocol, epochs=e2e_epochs,
+                                                                      cuda_graphs=cuda_graphs),
+                                       runtime.torch_threads, runtime.device.type)
+        emit(line)
+        print(table)
+    if json_path:
+        Path(json_path).write_text(json.dumps([dict(asdict(r), ratio=r.ratio, met=r.met) for r in results],
+                                              indent=1))

@@ -1,0 +1,62 @@
+"""The command line, click only: `gradacc` / `python -m gradacc`. Options are resolved here, once; the work is
+done by the floors below (study, bench, distributed), imported when a command runs so that `--help` is quick.
+Every expected failure ends as one line `gradacc: error: ...` and a non-zero exit."""
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from gradacc.cli.bench import bench
+from gradacc.cli.commmodel import commmodel
+from gradacc.cli.compare import compare
+from gradacc.cli.ddp import ddp, verify
+from gradacc.cli.measure import converge, micro, sweep, update
+from gradacc.cli.upload import upload
+from gradacc.core.errors import GradaccError, Terminated
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="gradacc")
+def cli():
+    """Synchronous data-parallel SGD simulated by gradient accumulation (ResNet-18, CIFAR-10 subset),
+    every run tracked in MLflow."""
+
+
+for command in (micro, update, converge, sweep, compare, upload, bench, ddp, verify, commmodel):
+    cli.add_command(command)
+
+
+def _on_signal(signum, frame):
+    """The first SIGINT or SIGTERM stops the work; the run then logs what it measured. Later ones are ignored so
+    that they cannot cut that logging short: `mlflow run` sends SIGTERM right after forwarding a Ctrl-C, and
+    users press Ctrl-C twice. The bounded HTTP retries keep that logging under a minute even with no server."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def main(argv=None) -> None:
+    """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        code = cli.main(args=argv, prog_name="gradacc", standalone_mode=False)
+    except click.UsageError as err:
+        hint = f" (option {err.param.opts[0]})" if isinstance(getattr(err, "param", None), click.Option) and \
+            err.param.opts and err.param.opts[0] not in err.format_message() else ""
+        click.echo(f"gradacc: error: {err.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except (GradaccError, click.ClickException) as err:
+        message = err.format_message() if isinstance(err, click.ClickException) else str(err)
+        click.echo(f"gradacc: error: {message}", err=True)
+        sys.exit(1)
+    except (KeyboardInterrupt, click.Abort) as err:
+        # click turns any KeyboardInterrupt (Terminated included) into Abort, keeping it as __context__.
+        if isinstance(err, Terminated) or isinstance(err.__context__, Terminated):
+            click.echo("gradacc: terminated; what was measured is logged, the run ends KILLED", err=True)
+            sys.exit(143)
+        click.echo("gradacc: interrupted; what was measured is logged, the run ends KILLED", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

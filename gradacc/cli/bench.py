@@ -1,0 +1,50 @@
+"""`gradacc bench`: the performance lines, each two figures measured side by side and their ratio."""
+from __future__ import annotations
+
+import click
+
+from gradacc.bench.lines import LINES
+from gradacc.cli.types import KList, Threads
+from gradacc.core.config import DEVICES
+
+
+def _lines(value: str) -> tuple[str, ...]:
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = sorted(set(chosen) - set(LINES))
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown line(s) {', '.join(unknown) or '(none)'}; choose from "
+                                 f"{', '.join(LINES)}", param_hint="--lines")
+    return chosen
+
+
+@click.command()
+@click.option("--lines", default=",".join(LINES), show_default=True,
+              help="Which lines to run (graph runs on CUDA only).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--threads", type=Threads(), default="auto", show_default=True,
+              help="torch CPU threads for every line (auto = torch's default, one per physical core).")
+@click.option("--data-dir", default="", show_default="$GRADACC_DATA_DIR, else ./data")
+@click.option("--batches", type=click.IntRange(1), default=200, show_default=True,
+              help="Micro-batches drawn per stream for the delivery rate.")
+@click.option("--updates", type=click.IntRange(5), default=40, show_default=True,
+              help="K=1 updates timed with each stream.")
+@click.option("--tracking-epochs", type=click.IntRange(1), default=1, show_default=True,
+              help="Epochs of the K=1 converge run timed tracked and bare (ABBA).")
+@click.option("--e2e-epochs", type=click.IntRange(1), default=1, show_default=True,
+              help="Epochs of the end-to-end study on both sides (5 = the full protocol).")
+@click.option("--e2e-ks", type=KList(), default="1,2,4,8", show_default=True, help="K values of the end-to-end study.")
+@click.option("--log-values", type=click.IntRange(1), default=800, show_default=True,
+              help="Metric values written per side of the logging line (800 = a K=1 run's updates).")
+@click.option("--smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              help="The smoke protocol everywhere (1,024 / 256 images, 1 epoch): checks the bench, measures little.")
+@click.option("--cuda-graphs", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              help="The end-to-end study's gradacc side replays its updates from CUDA graphs (CUDA only).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the lines to this JSON file.")
+def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
+          smoke, cuda_graphs, json_path):
+    """Benchmarks: data streams, tracking overhead, logging cost, end to end against the seeds' reference,
+    and (on CUDA) the micro-iteration against its CUDA-graph floor."""
+    from gradacc.bench.suite import run_bench
+    run_bench(_lines(lines), device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks,
+              log_values, smoke, cuda_graphs, json_path)

@@ -1,0 +1,56 @@
+"""`gradacc commmodel`: Part 4's communication and straggler model, fed by the store's runs."""
+from __future__ import annotations
+
+import click
+
+from gradacc.names import COMMMODEL_OUTPUT
+
+
+class OptionalNumber(click.ParamType):
+    """A positive number, or '' (not given); `auto` too where allowed."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip() if value is not None else ""
+        if text in ("", "auto"):
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not number > 0:
+            self.fail(f"{value!r} must be positive", param, ctx)
+        return number
+
+
+@click.command("commmodel")
+@click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else gradacc",
+              help="MLflow experiment (name or id) whose micro, converge and ddp runs feed the model.")
+@click.option("--gpus-per-node", type=click.IntRange(1), default=8, show_default=True,
+              help="Workers per node for the network presets (joined inside the node by --intra).")
+@click.option("--intra", type=click.Choice(["nvlink", "pcie4", "pcie5"]), default="nvlink", show_default=True,
+              help="The link between the GPUs of one node under a network preset.")
+@click.option("--latency-us", type=OptionalNumber(), default="", show_default="not given",
+              help="A network link of your own: latency per ring step (us); with --bandwidth-gb-s.")
+@click.option("--bandwidth-gb-s", type=OptionalNumber(), default="", show_default="not given",
+              help="A network link of your own: bandwidth per direction in GB/s (Gb/s / 8).")
+@click.option("--overlap", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of the backward pass (2/3 of a micro-iteration) that hides the all-reduce.")
+@click.option("--bucket-mb", type=click.FloatRange(min=0.001), default=25.0, show_default=True,
+              help="DDP bucket size in MiB (bucket_cap_mb): each bucket pays the latency once.")
+@click.option("--max-workers", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Predict for N = 1..this.")
+@click.option("--target-loss", type=OptionalNumber(), default="auto", show_default=True,
+              help="Training loss to reach (trailing mean over an epoch); auto = the highest final loss "
+                   "among the converge runs.")
+@click.option("--output", default=COMMMODEL_OUTPUT, show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the tables and plots.")
+@click.option("--include-smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              help="Use smoke runs too.")
+def commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
+              target_loss, output, include_smoke):
+    """Part 4's communication and straggler model, fed by the store's runs: tables and plots, as a run."""
+    from gradacc.study.commmodel import run_commmodel  # pandas, matplotlib and mlflow only when it runs
+    run_commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
+                  target_loss, output, include_smoke)

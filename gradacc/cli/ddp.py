@@ -1,0 +1,41 @@
+"""`gradacc ddp` and `gradacc verify` (Part 4's real synchronous SGD through torchrun), and the options of a worker
+that torchrun starts by hand on several nodes (`torchrun ... -m gradacc.cli.ddp_node OPTIONS`)."""
+from __future__ import annotations
+
+import click
+
+from gradacc.cli.options import common_options
+from gradacc.cli.types import WholeNumber
+
+
+@click.command("ddp")
+@click.option("--workers", type=WholeNumber(1), default=2, show_default=True,
+              help="DDP workers (processes) on this machine: one GPU each with NCCL, else CPU workers (gloo).")
+@common_options
+def ddp(workers, **options):
+    """Part 4, real synchronous SGD: the converge protocol as N DistributedDataParallel workers (torchrun),
+    the same data as accumulation with K=N; per-update compute vs all-reduce time, algbw/busbw. On a CPU,
+    --threads is per worker (auto = 1)."""
+    from gradacc.distributed.launch import run_ddp_job
+    run_ddp_job(workers, **options)
+
+
+@click.command("verify")
+@click.option("--workers", type=WholeNumber(1), default=2, show_default=True,
+              help="DDP workers, compared with accumulation of K=workers.")
+@click.option("--updates", type=WholeNumber(1), default=5, show_default=True,
+              help="Updates compared (the first and the last).")
+@common_options
+def verify(workers, updates, **options):
+    """Accumulation (K=N) against DDP (N workers) from the same weights and micro-batches: relative differences
+    of gradients, weights and BatchNorm statistics; exits non-zero if the first update's gradients differ by
+    1e-5 or more."""
+    from gradacc.distributed.launch import run_verify_job
+    run_verify_job(workers, updates, **options)
+
+
+@click.command("gradacc.cli.ddp_node")
+@common_options
+def node_options(**options):
+    """The options of a worker started by torchrun directly (multi-node): the job is built on each rank."""
+    return options

@@ -1,0 +1,87 @@
+"""The measuring commands: `gradacc micro`, `update`, `converge` (one run each) and `sweep` (the study)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gradacc.cli.options import common_options, noise_option, variant_options
+from gradacc.cli.types import KList, WholeNumber
+from gradacc.core.config import DEFAULT_KS, build_protocol
+from gradacc.names import COMPARE_OUTPUT, PARTS
+
+
+def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
+             cuda_graphs, **variant) -> None:
+    from gradacc.parts.context import prepare
+    from gradacc.study.run import execute, given_params
+    protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs, **variant)
+    ctx = prepare([protocol], device, threads, data_dir)
+    execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, cuda_graphs, k=k,
+                                              epochs=epochs, seed=seed, **variant), experiment)
+
+
+def part_command(part: str, doc: str, extra=lambda func: func) -> click.Command:
+    @click.command(part, help=doc)
+    @click.option("--k", type=WholeNumber(1), default=1, show_default=True,
+                  help="Accumulation factor: micro-batches of 64 per update (effective batch 64*k).")
+    @common_options
+    @variant_options
+    @extra
+    def command(**options):
+        run_part(part, **options)
+    return command
+
+
+micro = part_command("micro", "Part 1: forward+backward time of one micro-batch (20 warm-up, 80 timed; ms).")
+update = part_command("update", "Part 2: time of whole updates (s) and throughput (images/s), middle 60% of U "
+                      "updates.")
+converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fixed budget of epochs; each "
+                        "update timed whole as in Part 2, or the gradient noise scale for K >= 2 (then no timings).",
+                        noise_option)
+
+
+@click.command()
+@click.option("--ks", type=KList(), default=",".join(map(str, DEFAULT_KS)), show_default=True,
+              help="Accumulation factors to run, comma-separated.")
+@click.option("--parts", "parts", default=",".join(PARTS), show_default=True,
+              help="Parts to run for each k, comma-separated (micro, update, converge). Converge runs that do "
+                   "not measure the noise scale also give Part 2's figures: micro,converge with "
+                   "--noise-scale off is the cheapest study.")
+@click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
+              help="Seeds per configuration: --seed, --seed+1, ...")
+@click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              help="Measure again even where a FINISHED run of the same config and code version exists.")
+@click.option("--study", default="", show_default="a new id",
+              help="Study id to tag the runs with (reuse one to extend or resume a study).")
+@click.option("--output", default=COMPARE_OUTPUT, show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
+@common_options
+@variant_options
+@noise_option
+def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader, threads, data_dir, experiment,
+          cuda_graphs, smoke, **variant):
+    """The study: each part for each k, in one process, as child runs of one parent run. Configurations
+    already measured by the same code are reused, not run again."""
+    from gradacc.parts.context import prepare
+    from gradacc.study.compare import check_output_folder, run_compare
+    from gradacc.study.run import given_params
+    from gradacc.study.sweep import run_sweep
+    chosen = [p.strip() for p in parts.split(",") if p.strip()]
+    unknown = sorted(set(chosen) - set(PARTS))
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
+                                 f"{', '.join(PARTS)}", param_hint="--parts")
+    protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
+                 for s in range(seed, seed + repeats) for k in ks]
+    check_output_folder(Path(output))  # before the measurements, not after them
+    ctx = prepare(protocols, device, threads, data_dir)
+    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed,
+                         **variant)
+    given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
+                 force=str(force).lower(), study=study, output=output)
+
+    def compare_study(parent_run_id: str, study_id: str) -> None:
+        run_compare(experiment, study_id, output, parent_run_id=parent_run_id, include_smoke=smoke)
+
+    run_sweep(protocols, chosen, ctx, given, experiment, study=study or None, force=force, after=compare_study)

@@ -1,0 +1,59 @@
+"""The options that several commands share (defaults = the protocol), as decorators."""
+from __future__ import annotations
+
+import click
+
+from gradacc.cli.types import Threads, WholeNumber
+from gradacc.core.config import DEVICES, LOADERS, LR_SCALINGS, MAX_TRAIN_SIZE, NOISE_MODES, Protocol
+
+
+def common_options(func):
+    """The options every measuring command shares (defaults = the protocol)."""
+    options = [
+        click.option("--epochs", type=WholeNumber(1), default=Protocol.epochs, show_default=True,
+                     help="Epochs over the training subset (parts 2 and 3)."),
+        click.option("--seed", type=WholeNumber(0), default=Protocol.seed, show_default=True,
+                     help="Seed set before each model is built; also seeds the data order and augmentation."),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                     help="auto = CUDA when present, else CPU."),
+        click.option("--loader", type=click.Choice(LOADERS), default=Protocol.loader, show_default=True,
+                     help="device: subset on the device, batched augmentation there; torchvision: the seeds' "
+                          "DataLoader (2 workers, pinned memory)."),
+        click.option("--threads", type=Threads(), default="auto", show_default=True,
+                     help="torch CPU threads (auto = torch's default, one per physical core)."),
+        click.option("--data-dir", default="", show_default="$GRADACC_DATA_DIR, else ./data",
+                     help="Folder that holds cifar-10-batches-py/."),
+        click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else gradacc",
+                     help="MLflow experiment (ignored under `mlflow run`, which chooses it)."),
+        click.option("--cuda-graphs", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+                     help="Replay each update from a CUDA graph (Parts 2 and 3; same kernels, no Python "
+                          "launches in between). CUDA only."),
+        click.option("--smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+                     help="Tiny subset (1,024 train / 256 test images), one epoch: seconds on a CPU. "
+                          "Tagged gradacc.smoke=true so comparisons leave it out."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def variant_options(func):
+    """Variants of the protocol (tagged gradacc.variant; compare keeps them apart from the protocol)."""
+    options = [
+        click.option("--lr-scaling", type=click.Choice(LR_SCALINGS), default=Protocol.lr_scaling,
+                     help="Variant: linear = lr 0.1*K (Goyal et al. 2017)."),
+        click.option("--warmup-epochs", type=WholeNumber(0), default=Protocol.warmup_epochs,
+                     help="Variant: ramp the lr linearly from 0.1 to 0.1*K over these epochs (needs linear)."),
+        click.option("--train-size", type=WholeNumber(64), default=Protocol.train_size,
+                     help=f"Variant: the first N training images (up to {MAX_TRAIN_SIZE:,})."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def noise_option(func):
+    """converge and sweep: the gradient noise scale (gradacc/noise.py)."""
+    return click.option("--noise-scale", type=click.Choice(NOISE_MODES), default=Protocol.noise_scale,
+                        help="converge: measure the gradient noise scale B_simple (auto: for K >= 2, unless "
+                             "--cuda-graphs; such a run records no timings).")(func)

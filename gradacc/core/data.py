@@ -1,0 +1,114 @@
+"""CIFAR-10 on disk (official python layout) -> the protocol's uint8 subset, checked as it is read."""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradacc.core.errors import DataError
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+IMAGES_PER_FILE = 10_000
+NUM_CLASSES = 10
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"  # of the official tarball, as torchvision checks it
+ENV_VAR = "GRADACC_DATA_DIR"
+DEFAULT_DIR = "data"
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The first train_size / test_size images in the official order: uint8 NHWC arrays and int64 labels."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def resolve_data_dir(data_dir: str | None) -> Path:
+    """--data-dir if given (non-empty), else GRADACC_DATA_DIR, else ./data."""
+    chosen = data_dir or os.environ.get(ENV_VAR) or DEFAULT_DIR
+    return Path(chosen).expanduser()
+
+
+def ensure_dataset(root: Path, download: bool = True) -> Path:
+    """The batches folder under root; downloads and verifies the official tarball when it is absent."""
+    folder = root / FOLDER
+    if folder.is_dir():
+        return folder
+    hint = (f"put the official CIFAR-10 python layout ({FOLDER}/) under {root.resolve()}, "
+            f"or point --data-dir / {ENV_VAR} at the folder that holds it")
+    if not download:
+        raise DataError(f"CIFAR-10 not found at {folder.resolve()}: {hint}")
+    from torchvision.datasets.utils import download_and_extract_archive
+    try:
+        download_and_extract_archive(URL, download_root=str(root), md5=TARBALL_MD5)
+    except Exception as err:  # offline, refused, bad checksum: all end the same way for the user
+        raise DataError(f"CIFAR-10 not found at {folder.resolve()} and the download failed "
+                        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); {hint}") from None
+    if not folder.is_dir():
+        raise DataError(f"the downloaded archive did not contain {FOLDER}/; {hint}")
+    return folder
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch -> (N, 32, 32, 3) uint8 images and (N,) int64 labels, structure checked."""
+    if not path.is_file():
+        raise DataError(f"data batch missing: {path}")
+    try:
+        with path.open("rb") as fh:
+            entry = pickle.load(fh, encoding="bytes")
+    except Exception as err:
+        raise DataError(f"data batch {path} is truncated or corrupt ({type(err).__name__})") from None
+    if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
+        raise DataError(f"data batch {path} is not a CIFAR-10 batch (no 'data'/'labels' entries)")
+    data = np.asarray(entry[b"data"])
+    labels = np.asarray(entry[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"data batch {path} has images of shape {data.shape} and dtype {data.dtype}; "
+                        "expected (N, 3072) uint8")
+    if labels.shape != (data.shape[0],):
+        raise DataError(f"data batch {path} has {labels.size} labels for {data.shape[0]} images")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DataError(f"data batch {path} has labels outside 0..{NUM_CLASSES - 1}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+def _take(folder: Path, files: tuple[str, ...], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` images over `files` in order, reading only the files needed."""
+    images, labels, have = [], [], 0
+    for name in files:
+        if have >= count:
+            break
+        x, y = read_batch(folder / name)
+        images.append(x[: count - have])
+        labels.append(y[: count - have])
+        have += len(images[-1])
+    if have < count:
+        raise DataError(f"asked for {count} images but {folder} holds only {have} in {', '.join(files)}")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def load_subset(root: Path, train_size: int, test_size: int, download: bool = True) -> Subset:
+    """The protocol's subset: first train_size training and first test_size test images, official order."""
+    folder = ensure_dataset(root, download=download)
+    train_x, train_y = _take(folder, TRAIN_FILES, train_size)
+    test_x, test_y = _take(folder, (TEST_FILE,), test_size)
+    return Subset(train_x, train_y, test_x, test_y)
+
+
+def write_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write (N, 32, 32, 3) uint8 images as an official-format batch: how tests build tiny fixtures."""
+    data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    entry = {b"batch_label": path.name.encode(), b"labels": [int(v) for v in labels], b"data": data,
+             b"filenames": [f"{path.name}_{i}.png".encode() for i in range(len(images))]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump(entry, fh)

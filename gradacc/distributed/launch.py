@@ -1,0 +1,143 @@
+"""`gradacc ddp` and `gradacc verify`'s work: launch N DDP workers through torchrun on this machine.
+
+It checks what it can before starting any process (worker count, protocol, data folder), writes the job to a
+file, runs `torchrun --standalone --nproc-per-node N -m gradacc.distributed.worker JOB` and shows the workers'
+own lines; a failing worker becomes one `gradacc: error:` line (torchrun's log is kept in a file)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from gradacc.core.config import build_protocol
+from gradacc.core.data import ensure_dataset, resolve_data_dir
+from gradacc.core.errors import ConfigError, GradaccError
+from gradacc.names import VERIFY, part_tags, workers_run_name
+from gradacc.study.console import say
+
+CORES_PER_WORKER_LIMIT = 4  # at most this many CPU workers per core: beyond, gloo jobs only thrash
+SHOWN_PREFIXES = ("ddp-w", "runs:")  # worker lines passed through; the rest goes to the log
+
+
+class WorkerFailed(GradaccError, RuntimeError):
+    """A DDP worker (or torchrun) failed; the message names the first error and where the full log is."""
+
+
+class VerifyFailed(GradaccError, RuntimeError):
+    """Accumulation and DDP gradients differ beyond the tolerance."""
+
+
+def check_workers(workers: int, device: str) -> str:
+    """The device the workers will use ('cuda' or 'cpu'); ConfigError for a count this machine cannot start."""
+    import torch
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine")
+    if workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers}")
+    if cuda and workers > torch.cuda.device_count():
+        raise ConfigError(f"{workers} workers need {workers} GPUs (NCCL, one GPU per worker), but this machine has "
+                          f"{torch.cuda.device_count()}")
+    cores = os.cpu_count() or 1
+    if not cuda and workers > CORES_PER_WORKER_LIMIT * cores:
+        raise ConfigError(f"{workers} CPU workers on {cores} cores is more than this machine can run "
+                          f"(at most {CORES_PER_WORKER_LIMIT * cores}: {CORES_PER_WORKER_LIMIT} per core)")
+    return "cuda" if cuda else "cpu"
+
+
+def worker_env() -> dict[str, str]:
+    """This environment, with this package's folder first on PYTHONPATH so the workers run the same code."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the folder that holds gradacc/
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def launch(job: dict, workers: int) -> Path:
+    """torchrun with N local workers; their own lines shown, everything kept in a log file."""
+    folder = Path(tempfile.mkdtemp(prefix="gradacc-ddp-"))
+    job = dict(job, error_dir=str(folder), result_path=str(folder / "result.json"))
+    (folder / "job.json").write_text(json.dumps(job, indent=1))
+    log = folder / "torchrun.log"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
+            "-m", "gradacc.distributed.worker", str(folder / "job.json")]
+    with log.open("w") as log_file:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=worker_env())
+        try:
+            for line in process.stdout:
+                log_file.write(line)
+                shown = line.split("]:", 1)[1] if line.startswith("[rank") and "]:" in line else line
+                if shown.lstrip().startswith(SHOWN_PREFIXES):
+                    say(shown.rstrip("\n"))
+            code = process.wait()
+        except KeyboardInterrupt:
+            process.terminate()  # torchrun stops the workers with SIGTERM: rank 0's run ends KILLED
+            process.wait(timeout=60)
+            raise
+    if code != 0:
+        # The rank that failed first, not the ones torchrun then stopped ('interrupted').
+        errors = sorted(folder.glob("rank*.txt"), key=lambda p: (p.read_text().strip() == "interrupted", p.name))
+        if not errors:
+            raise WorkerFailed(f"torchrun exited with code {code} (full log: {log})")
+        raise WorkerFailed(f"{errors[0].read_text().strip()} (DDP worker {errors[0].stem}; full log: {log})")
+    return folder
+
+
+def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
+             cuda_graphs=False, local_workers: int | None = None, **extra) -> tuple[dict, int]:
+    """The job every worker reads; `local_workers`: the workers of this node where the job spans several."""
+    from gradacc.study.run import given_params  # mlflow and torch only once the job is made
+    if cuda_graphs:  # DDP's all-reduce hook runs in Python between the kernels: nothing to capture whole
+        raise ConfigError("--cuda-graphs is not supported by ddp and verify (DDP runs eagerly)")
+    resolved_device = check_workers(local_workers or workers, device)
+    protocol = build_protocol(workers, epochs, seed, loader, smoke)  # the accumulation it equals: K = N
+    root = resolve_data_dir(data_dir)
+    ensure_dataset(root)  # found (or downloaded) once here, not by N workers at the same time
+    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, workers=workers, epochs=epochs,
+                         seed=seed)
+    job = {"mode": mode, "protocol": dataclasses.asdict(protocol), "device": resolved_device,
+           "threads": 1 if threads == "auto" else threads, "data_root": str(root.resolve()),
+           "experiment": experiment, "given": given, **extra}
+    return job, workers
+
+
+def log_verify(figures: dict, job: dict, table: str) -> None:
+    """The verify figures as a run of their own (`verify-wN`): metrics, and the table as verify.txt."""
+    from gradacc.tracking.runs import print_link, tracked_run
+    smoke = job["protocol"]["smoke"]
+    name = workers_run_name(VERIFY, figures["workers"], smoke)
+    metrics = {f"{kind}_rel_diff_{when}": figures[key][f"{kind}_rel_diff"]
+               for key, when in (("first", "first"), ("last", "last"), ("control_first", "control_first"),
+                                 ("control_last", "control_last"))
+               for kind in ("grad", "weight", "running")}
+    metrics.update({f"test_accuracy_{k}": v for k, v in figures["accuracy"].items()})
+    with tracked_run(name, part_tags(VERIFY, smoke), job["experiment"]) as run:
+        run.log_params(job["given"], {"updates": str(figures["updates"]), "workers": str(figures["workers"])})
+        run.log_metrics({}, metrics)
+        run.log_files({"verify.txt": table})
+    print_link(run.experiment_id, run.run_id)
+
+
+def run_ddp_job(workers: int, **options) -> None:
+    """`gradacc ddp`: the converge protocol as N DDP workers; rank 0 logs the run."""
+    launch(*make_job("train", workers, **options))
+
+
+def run_verify_job(workers: int, updates: int, **options) -> dict:
+    """`gradacc verify`: accumulation against DDP; prints and logs the table, raises VerifyFailed past the bar."""
+    from gradacc.distributed.verify import table_lines
+    job, _ = make_job("verify", workers, updates=updates, **options)
+    folder = launch(job, workers)
+    figures = json.loads((folder / "result.json").read_text())
+    table = "\n".join(table_lines(figures))
+    print(table)
+    log_verify(figures, job, table + "\n")
+    if figures["first"]["grad_rel_diff"] >= figures["tolerance"]:
+        raise VerifyFailed(f"first-update gradients differ by {figures['first']['grad_rel_diff']:.2e} "
+                           f">= {figures['tolerance']:.0e}")
+    return figures

@@ -1,0 +1,46 @@
+"""The public MLflow names: part names, tag keys, run names and study tags. Users query these names, so they are
+defined here once; this module imports nothing and every floor of the package may use it."""
+from __future__ import annotations
+
+SCHEMA_VERSION = "1"  # the `gradacc.schema` tag: the version of the names below
+DEFAULT_EXPERIMENT = "gradacc"
+DEFAULT_VARIANT = "protocol"  # the `gradacc.variant` of a run that follows the protocol
+
+PARTS = ("micro", "update", "converge")  # the measuring parts, in the order a study runs them
+DDP, SWEEP, COMPARE, COMMMODEL, VERIFY = "ddp", "sweep", "compare", "commmodel", "verify"
+
+# Tag keys
+PART = "gradacc.part"
+SMOKE = "gradacc.smoke"
+STUDY = "gradacc.study"  # the latest study; a run belongs to every study whose `gradacc.study.<id>` is "1"
+CONFIG = "gradacc.config"
+VARIANT = "gradacc.variant"
+NOISE_SCALE = "gradacc.noise_scale"  # measured | off | unavailable: why
+FAILURE = "gradacc.failure"
+BACKEND = "gradacc.backend"
+SCHEMA = "gradacc.schema"
+
+COMPARE_OUTPUT = "compare-output"  # default folders of the comparison and of the Part 4 model
+COMMMODEL_OUTPUT = "commmodel-output"
+
+NOISE_UNAVAILABLE_K1 = "unavailable: K=1 has one gradient per update, and the estimator needs at least two"
+
+
+def part_tags(part: str, smoke: bool) -> dict[str, str]:
+    """The two tags every run carries: what it is, and whether it ran the smoke protocol."""
+    return {PART: part, SMOKE: str(smoke).lower()}
+
+
+def study_tags(study: str) -> dict[str, str]:
+    """A run belongs to every study whose `gradacc.study.<id>` tag it carries; `gradacc.study` is the latest."""
+    return {STUDY: study, f"{STUDY}.{study}": "1"}
+
+
+def run_name(part: str, k: int, smoke: bool) -> str:
+    """'converge-k4', 'micro-k1-smoke': the run's name in the UI."""
+    return f"{part}-k{k}" + ("-smoke" if smoke else "")
+
+
+def workers_run_name(part: str, workers: int, smoke: bool) -> str:
+    """'ddp-w2', 'verify-w4-smoke': a run of N DDP workers."""
+    return f"{part}-w{workers}" + ("-smoke" if smoke else "")

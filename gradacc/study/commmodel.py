@@ -1,0 +1,86 @@
+"""The Part 4 model fed by the store's runs (`gradacc commmodel`): tables and plots in a folder, logged as a
+`commmodel` run: predicted update time, throughput, speed-up and efficiency per interconnect and N, the best N
+for time to a target training loss, and the real DDP runs against their prediction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from gradacc.analysis.commmodel import model as cm
+from gradacc.analysis.commmodel.inputs import check_rows, convergence, micro_samples
+from gradacc.analysis.commmodel.tables import check_markdown, presets_markdown, summary_markdown
+from gradacc.analysis.plots.commmodel import write_model_plots
+from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
+from gradacc.core.errors import ConfigError, GradaccError
+from gradacc.names import COMMMODEL, part_tags
+from gradacc.study.console import say
+from gradacc.tracking.results import load_runs, load_series
+from gradacc.tracking.runs import copies_of, print_link, tracked_run
+
+
+class ModelError(GradaccError, RuntimeError):
+    """The store lacks what the model needs (Part 1 micro runs)."""
+
+
+def build_model_outputs(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
+                        max_workers, target_loss, include_smoke):
+    """Everything the command writes, computed from the store: (rows, best, checks, inputs, links)."""
+    runs = load_runs(experiment, parts=["micro", "converge", "ddp"], include_smoke=include_smoke)
+    micro, converge, ddp_runs = (runs[runs["part"] == p] for p in ("micro", "converge", "ddp"))
+    series = load_series(pd.concat([micro, converge]), keys=["micro_iter_ms", "train_loss_update"])
+    samples = micro_samples(micro, series)
+    if samples is None:
+        raise ModelError("no FINISHED micro runs in the store: the model needs Part 1's micro-iteration times "
+                         "(run `gradacc micro --k 1` first)")
+    extra = [cm.custom_link(latency_us, bandwidth_gb_s)] if bandwidth_gb_s else []
+    topologies = cm.preset_topologies(gpus_per_node, intra, extra)
+    ns = list(range(1, max_workers + 1))
+    rows = cm.predict(samples.seconds, samples.step_s, GRADIENT_BYTES, topologies, ns, overlap=overlap,
+                      bucket_bytes=bucket_mb * 2**20)
+    conv = convergence(converge, series, target_loss)
+    curve = cm.updates_curve(conv.measured, ns) if conv else None
+    best = cm.best_workers(rows, curve) if conv else {}
+    best["within measured"] = cm.best_workers(rows, curve, measured_only=True) if conv else {}
+    checks = check_rows(ddp_runs, micro, series, GRADIENT_BYTES, latency_us, bandwidth_gb_s)
+    links = [*cm.PRESETS.values(), *extra]
+    return rows, best, checks, {"samples": samples, "convergence": conv, "gradient_bytes": GRADIENT_BYTES}, links
+
+
+def run_commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
+                  target_loss, output, include_smoke) -> Path:
+    """Computes the model from the store, writes its tables and plots to `output`, logs them as a run."""
+    if (latency_us is None) != (bandwidth_gb_s is None):
+        raise ConfigError("give both --latency-us and --bandwidth-gb-s (a link has both), or neither")
+    rows, best, checks, inputs, links = build_model_outputs(
+        experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
+        target_loss, include_smoke)
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    samples, conv = inputs["samples"], inputs["convergence"]
+    best_measured = best.pop("within measured")
+    notes = (f"Gradient {inputs['gradient_bytes']:,} bytes (float32 ResNet-18, {RESNET18_PARAMS:,} parameters); "
+             f"compute from {len(samples.seconds)} micro-iterations of {samples.runs} micro run(s) on "
+             f"{samples.device_name} ({samples.threads} threads), step {samples.step_s * 1e3:.3g} ms; "
+             + (f"target loss {conv.target_loss:.3f}, updates to it measured at N={sorted(conv.measured)}"
+                f" (= {conv.measured})" if conv else "no converge runs: no time to target") + ".\n")
+    files = {"commmodel.csv": pd.DataFrame(rows).to_csv(index=False),
+             "table.md": notes + "\n" + summary_markdown(rows, best, best_measured=best_measured),
+             "check.md": check_markdown(checks),
+             "presets.md": presets_markdown(links)}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    plots = write_model_plots(pd.DataFrame(rows), best, pd.DataFrame(checks), folder / "plots")
+    print(notes + "\n" + summary_markdown(rows, best, best_measured=best_measured) + "\nReal DDP runs:\n"
+          + check_markdown(checks))
+    with tracked_run(COMMMODEL, part_tags(COMMMODEL, include_smoke), experiment) as run:
+        given = {"gpus_per_node": gpus_per_node, "intra": intra, "latency_us": latency_us or "",
+                 "bandwidth_gb_s": bandwidth_gb_s or "", "overlap": overlap, "bucket_mb": bucket_mb,
+                 "max_workers": max_workers, "target_loss": "auto" if target_loss is None else target_loss,
+                 "output": output, "include_smoke": str(include_smoke).lower()}
+        run.log_params({k: str(v) for k, v in given.items()}, {"gradient_bytes": str(inputs["gradient_bytes"])})
+        run.log_metrics({}, {f"best_workers.{name.split(' (')[0]}": b["workers"] for name, b in best.items()})
+        run.log_files({}, writers=[copies_of([*(folder / n for n in files), *plots.values()], folder)])
+    say(f"commmodel: tables and plots in {folder}")
+    print_link(run.experiment_id, run.run_id)
+    return folder

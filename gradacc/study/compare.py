@@ -1,0 +1,128 @@
+"""The comparison (`gradacc compare`, and the end of every sweep): the store's runs -> table, plots and HTML
+report in a folder, logged as a `compare` run."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from gradacc.analysis.compare import (
+    LOSS_KEYS,
+    NOISE_KEYS,
+    CompareError,
+    Section,
+    build_sections,
+    tables_csv,
+    tables_markdown,
+    tables_text,
+)
+from gradacc.analysis.plots.compare import write_plots
+from gradacc.analysis.report.html import render_report
+from gradacc.analysis.report.noise import noise_summary_text
+from gradacc.analysis.report.part4 import matching_ddp
+from gradacc.core.config import DEFAULT_KS
+from gradacc.names import COMPARE, COMPARE_OUTPUT, PARTS, part_tags, study_tags
+from gradacc.study.console import say
+from gradacc.tracking.results import load_runs, load_series, resolve_experiments
+from gradacc.tracking.runs import copies_of, print_link, tracked_run
+
+
+def expected_from_sweeps(runs: pd.DataFrame) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The K values and parts that the study's sweep run(s) asked for; the protocol's where there is none."""
+    sweeps = runs[runs["part"] == "sweep"]
+    ks, parts = set(), set()
+    for value in sweeps["ks"].dropna():
+        ks |= {int(k) for k in str(value).split(",") if k.strip().isdigit()}
+    for value in sweeps["parts"].dropna():
+        parts |= {p.strip() for p in str(value).split(",") if p.strip() in PARTS}
+    return tuple(sorted(ks)) or DEFAULT_KS, tuple(p for p in PARTS if p in parts) or PARTS
+
+
+def _write(path: Path, content: str | bytes, written: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    written.append(path)
+
+
+def check_output_folder(output_dir: Path) -> None:
+    """Creates the folder and writes a probe file in it: a sweep checks this before it measures for hours."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".gradacc-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise CompareError(f"cannot write the comparison to {output_dir}: {err.strerror or type(err).__name__}"
+                           f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+
+
+def write_outputs(sections: list[Section], series: pd.DataFrame, output_dir: Path, title: str,
+                  source: str) -> tuple[Path, list[Path]]:
+    """Plots (plots/ for one setting, plots/<setting>/ for several), table.md, table.csv, report.html."""
+    written: list[Path] = []
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        plots = {}
+        for section in sections:
+            folder = output_dir / "plots" / (section.slug if len(sections) > 1 else "")
+            plots[section.slug] = write_plots(section, series, folder)
+            written += plots[section.slug].values()
+        _write(output_dir / "table.md", tables_markdown(sections, title), written)
+        _write(output_dir / "table.csv", tables_csv(sections), written)
+        report = output_dir / "report.html"
+        _write(report, render_report(sections, series, plots, title, source), written)
+    except OSError as err:
+        raise CompareError(f"cannot write the comparison to {output_dir}: "
+                           f"{err.strerror or type(err).__name__}"
+                           f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+    return report, written
+
+
+def _log_compare_run(name: str, study: str | None, output_dir: Path, written: list[Path],
+                     sections: list[Section], include_smoke: bool, parent_run_id: str | None) -> None:
+    tags = part_tags(COMPARE, include_smoke)
+    if study:
+        tags.update(study_tags(study))
+    with tracked_run(COMPARE, tags, name, parent_run_id) as run:
+        run.log_params({"study": study or "", "output": str(output_dir)},
+                       {"experiment": name, "include_smoke": str(include_smoke).lower()})
+        run.log_metrics({}, {"runs_compared": sum(len(s.runs) for s in sections), "settings": len(sections)})
+        run.log_files({}, writers=[copies_of(written, output_dir)])
+    print_link(run.experiment_id, run.run_id)
+
+
+def run_compare(experiment: str | None = None, study: str | None = None,
+                output_dir: str | Path = COMPARE_OUTPUT, parent_run_id: str | None = None,
+                include_smoke: bool = False, log: bool = True) -> Path:
+    """Compare the experiment's (or one study's) runs: print the table, write plots, table.md, table.csv and
+    report.html to output_dir, log them as artifacts of a `compare` run (child of parent_run_id if given).
+    Returns the report's path. Raises CompareError (a GradaccError) when there is nothing to compare."""
+    study = study or None
+    output_dir = Path(output_dir)
+    (exp_id, name), = resolve_experiments(experiment)
+    runs = load_runs(exp_id, study=study, parts=None, include_smoke=include_smoke, statuses=None)
+    expected_ks, expected_parts = expected_from_sweeps(runs) if study else (DEFAULT_KS, PARTS)
+    where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
+    sections = build_sections(runs, expected_ks, expected_parts, where=where)
+    chosen = pd.concat([s.runs for s in sections], ignore_index=True)
+    series = load_series(chosen[chosen["part"].isin(["converge", "micro"])],
+                         keys=LOSS_KEYS + NOISE_KEYS + ("micro_iter_ms",))
+    ddp_runs = load_runs(exp_id, parts=["ddp"], include_smoke=include_smoke)  # any study: matched by setting
+    for section in sections:
+        section.ddp = matching_ddp(ddp_runs, section.setting)
+    title = f"gradacc study {study}" if study else f"gradacc experiment {name}"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    source = (f"From experiment {name!r} (id {exp_id}){', study ' + repr(study) if study else ''}: "
+              f"{len(chosen)} runs in {len(sections)} setting(s); generated {now}.")
+    report, written = write_outputs(sections, series, output_dir, title, source)
+    say(f"compare: {source}")
+    print(tables_text(sections), end="")
+    print(noise_summary_text(sections), end="")
+    say(f"compare: report {report}; plots and tables in {output_dir}")
+    if log:
+        _log_compare_run(name, study, output_dir, written, sections, include_smoke, parent_run_id)
+    return report

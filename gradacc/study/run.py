@@ -1,0 +1,113 @@
+"""One tracked run of one part of one configuration: measure, then log everything at once. The lifecycle (tags,
+params, progress, the divergence tag, logging whatever was measured) is written once, here, for every part and
+for the DDP worker's run."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+
+from gradacc.analysis.plots.run import plot_run
+from gradacc.core.config import Protocol
+from gradacc.core.errors import Diverged
+from gradacc.core.noise import status as noise_status
+from gradacc.core.runtime import environment_report
+from gradacc.core.timing import middle_bounds
+from gradacc.names import CONFIG, FAILURE, NOISE_SCALE, VARIANT, part_tags, run_name
+from gradacc.parts.context import Context, Result
+from gradacc.parts.converge import run_converge
+from gradacc.parts.micro import run_micro
+from gradacc.parts.update import run_update_part
+from gradacc.study.console import progress_bar, say
+from gradacc.tracking.runs import TrackedRun, print_link, series_csv, tracked_run
+
+RUNNERS = {"micro": run_micro, "update": run_update_part, "converge": run_converge}
+
+
+def progress_length(part: str, protocol: Protocol) -> int:
+    if part == "micro":
+        return protocol.warmup_micro_iters + protocol.timed_micro_iters
+    return protocol.total_updates
+
+
+@functools.cache
+def environment_text(runtime) -> str:
+    return environment_report(runtime)  # reading every package's metadata takes a moment: once per process
+
+
+def config_key(part: str, protocol: Protocol, ctx: Context) -> str:
+    """What makes two runs the same measurement: part, the whole protocol, the device, threads and code version."""
+    runtime = ctx.runtime.as_params()
+    fields = {"part": part, **protocol.as_params(),
+              **{key: runtime[key] for key in ("device_type", "device_name", "torch_threads", "code_version")}}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context,
+                 name: str | None = None) -> None:
+    """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt."""
+    run.log_metrics(result.series, result.summaries)
+    files = {f"series/{name}.csv": series_csv(*steps_values) for name, steps_values in result.series.items()}
+    files["environment.txt"] = environment_text(ctx.runtime)
+    total = len(result.series.get("update_time_s", ([], []))[0])
+    window = middle_bounds(total) if total else None
+    title = f"{name or run_name(result.part, protocol.k, protocol.smoke)} on {ctx.runtime.device_name}"
+
+    def plot(root):
+        plot_run(title, result.series, root / "plots" / f"{result.part}.png", window=window)
+
+    run.log_files(files, writers=[plot])
+
+
+def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **protocol_args) -> dict[str, str]:
+    """The options as the user gave them, the same strings `mlflow run` logs for its parameters."""
+    given = {key: str(value) for key, value in protocol_args.items()}
+    given.update(device=device, loader=loader, threads=str(threads), data_dir=data_dir or "",
+                 smoke=str(smoke).lower(), cuda_graphs=str(cuda_graphs).lower())
+    return given
+
+
+def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str, str], resolved: dict[str, str],
+                    protocol: Protocol, ctx: Context, intro: str, measure, length: int,
+                    experiment: str | None = None, parent_run_id: str | None = None) -> Result:
+    """A tracked run around `measure(result, advance)`: params, the intro line, a progress bar of `length` steps;
+    whatever was measured is logged even when the measurement fails or is interrupted."""
+    with tracked_run(name, tags, experiment, parent_run_id) as run:
+        run.log_params(given, resolved)
+        say(intro)
+        result = Result(part)
+        ctx.reset_peak_memory()
+        start = time.perf_counter()
+        try:
+            with progress_bar(length, name) as advance:
+                measure(result, advance)
+        except Diverged as err:
+            run.set_tags({FAILURE: str(err)})
+            raise
+        finally:
+            result.summaries.update(wall_time_s=time.perf_counter() - start,
+                                    peak_memory_mb=ctx.peak_memory_mb())
+            write_result(run, result, protocol, ctx, name)
+        say(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()))
+    print_link(run.experiment_id, run.run_id)
+    return result
+
+
+def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], experiment: str | None = None,
+            parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> Result:
+    """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted."""
+    name = run_name(part, protocol.k, protocol.smoke)
+    run_tags = {**part_tags(part, protocol.smoke), CONFIG: config_key(part, protocol, ctx),
+                VARIANT: protocol.variant, **(tags or {})}
+    if part == "converge":
+        run_tags[NOISE_SCALE] = noise_status(protocol.noise_scale, protocol.k)
+    work = (f"{protocol.warmup_micro_iters} warm-up + {protocol.timed_micro_iters} timed micro-iterations"
+            if part == "micro" else f"{protocol.total_updates} updates")
+    intro = (f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), k={protocol.k}, "
+             f"effective batch {protocol.effective_batch}, {work}"
+             + ("" if protocol.variant == "protocol" else f"; variant {protocol.variant}")
+             + (f"; noise scale {run_tags[NOISE_SCALE]}" if part == "converge" else ""))
+    return measure_tracked(name, part, run_tags, given, {**protocol.as_params(), **ctx.params()}, protocol, ctx,
+                           intro, lambda result, advance: RUNNERS[part](protocol, ctx, result, advance),
+                           progress_length(part, protocol), experiment, parent_run_id)

@@ -1,0 +1,54 @@
+"""The study in one process: each part for each k (and seed) as child runs of one parent run, data loaded once.
+
+Every sweep has a study id. A configuration whose FINISHED run already exists (same part, config and code
+version) is not run again but tagged with the new study's id, so an interrupted sweep resumes where it stopped."""
+from __future__ import annotations
+
+import uuid
+
+from gradacc.core.config import Protocol
+from gradacc.names import SWEEP, part_tags, run_name, study_tags
+from gradacc.parts.context import Context
+from gradacc.study.console import say
+from gradacc.study.run import config_key, execute
+from gradacc.tracking.runs import add_tags, find_finished_run, print_link, tracked_run
+
+
+def new_study_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: dict[str, str],
+              experiment: str | None = None, study: str | None = None, force: bool = False,
+              after=None) -> str:
+    """Runs (or reuses) every part of every protocol; `after(parent_run_id, study)` runs at the end (compare).
+
+    Returns the study id."""
+    study = study or new_study_id()
+    smoke = any(p.smoke for p in protocols)
+    name = SWEEP + ("-smoke" if smoke else "")
+    tags = {**part_tags(SWEEP, smoke), **study_tags(study)}
+    ran = reused = 0
+    with tracked_run(name, tags, experiment) as parent:
+        parent.log_params(given, ctx.params())
+        say(f"sweep: study {study}, {len(protocols) * len(parts)} runs")
+        child_given = {k: v for k, v in given.items()
+                       if k not in ("ks", "parts", "repeats", "force", "study", "output")}
+        for protocol in protocols:
+            for part in parts:
+                key = config_key(part, protocol, ctx)
+                previous = None if force else find_finished_run(parent.experiment_id, key)
+                if previous:
+                    add_tags(previous, study_tags(study))
+                    say(f"{run_name(part, protocol.k, protocol.smoke)} seed {protocol.seed}: reusing finished run "
+                        f"{previous}")
+                    reused += 1
+                    continue
+                execute(part, protocol, ctx, dict(child_given, k=str(protocol.k), seed=str(protocol.seed)),
+                        experiment, parent_run_id=parent.run_id, tags=study_tags(study))
+                ran += 1
+        say(f"sweep: study {study}: {ran} runs measured, {reused} reused")
+        if after is not None:
+            after(parent.run_id, study)
+    print_link(parent.experiment_id, parent.run_id)
+    return study

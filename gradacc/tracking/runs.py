@@ -1,0 +1,250 @@
+"""The run writer: experiments, runs opened and always closed, tags, params, batched metrics, artifacts; a run
+whose store stops answering goes on into a local copy (tracking/offline.py)."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from gradacc.core.errors import GradaccError, TrackingError
+from gradacc.names import CONFIG, DEFAULT_EXPERIMENT, SCHEMA, SCHEMA_VERSION
+from gradacc.tracking.offline import ROOT_ENV, SavedRun
+from gradacc.tracking.store import bound_http_retries, describe, store_lock
+
+UI_ADDRESS = "http://127.0.0.1:5000"
+METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+PARAMS_PER_BATCH = 100
+
+
+def client(tracking_uri: str | None = None) -> MlflowClient:
+    bound_http_retries()
+    return MlflowClient(tracking_uri)
+
+
+def launcher_run_id() -> str | None:
+    """The run that `mlflow run` created for this process, if any."""
+    return os.environ.get("MLFLOW_RUN_ID") or None
+
+
+def experiment_id(name: str | None) -> str:
+    """The experiment of the `mlflow run` run; else --experiment / MLFLOW_EXPERIMENT_NAME / 'gradacc'.
+
+    The first access to the store (which creates a new one) and the experiment's creation hold the store lock."""
+    uri = mlflow.get_tracking_uri()
+    try:
+        with store_lock(uri):
+            c = client()
+            run_id = launcher_run_id()
+            if run_id:
+                return c.get_run(run_id).info.experiment_id
+            name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+            found = c.get_experiment_by_name(name)
+            return found.experiment_id if found else c.create_experiment(name)
+    except GradaccError:
+        raise
+    except Exception as err:
+        raise TrackingError(f"tracking store {uri} is not usable: {describe(err)}") from None
+
+
+def runs_link(exp_id: str, run_id: str | None = None) -> str:
+    """Where the MLflow 3 UI shows the runs table (or one run) of an experiment."""
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
+    return f"{base}/#/experiments/{exp_id}/runs" + (f"/{run_id}" if run_id else "")
+
+
+def params_to_log(existing: dict[str, str], given: dict[str, str], resolved: dict[str, str]) -> list[Param]:
+    """The options as given and the resolved config, never changing a param already there (`mlflow run` logs its
+    parameters as given, e.g. k=04): a resolved value that differs goes under `<key>_resolved`."""
+    todo = {key: str(value) for key, value in given.items() if key not in existing}
+    for key, value in resolved.items():
+        value = str(value)
+        if key not in existing and key not in todo:
+            todo[key] = value
+        elif existing.get(key, todo.get(key)) != value:
+            todo[f"{key}_resolved"] = value
+    return [Param(key, value) for key, value in todo.items() if existing.get(key) != value]
+
+
+def log_in_batches(c: MlflowClient, run_id: str, params=(), tags=(), metrics=()) -> None:
+    params, tags, metrics = list(params), list(tags), list(metrics)
+    for start in range(0, len(params), PARAMS_PER_BATCH):
+        c.log_batch(run_id, params=params[start: start + PARAMS_PER_BATCH])
+    if tags:
+        c.log_batch(run_id, tags=tags)
+    for start in range(0, len(metrics), METRICS_PER_BATCH):
+        c.log_batch(run_id, metrics=metrics[start: start + METRICS_PER_BATCH])
+
+
+class TrackedRun:
+    """One MLflow run: every write to it goes through here, batched. If the store stops answering (after the
+    bounded HTTP retries), the write and every later one of this run go to a SavedRun folder instead."""
+
+    def __init__(self, run_id: str, exp_id: str):
+        self.run_id, self.experiment_id = run_id, exp_id
+        self.client = client()
+        self.saved: SavedRun | None = None
+
+    def _write(self, call, save) -> None:
+        if self.saved is None:
+            try:
+                call()
+                return
+            except Exception as err:  # whatever the cause, what was measured must not be lost
+                try:
+                    self.saved = SavedRun.create(self.run_id, self.experiment_id, mlflow.get_tracking_uri(),
+                                                 describe(err))
+                except OSError as local:
+                    raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} failed ({describe(err)}) "
+                                        f"and run {self.run_id} could not be saved locally either: "
+                                        f"{local.strerror or local} ({local.filename}); set {ROOT_ENV}") from None
+        save(self.saved)
+
+    def log_params(self, given: dict[str, str], resolved: dict[str, str]) -> None:
+        def call():
+            existing = self.client.get_run(self.run_id).data.params
+            log_in_batches(self.client, self.run_id, params=params_to_log(existing, given, resolved))
+        self._write(call, lambda saved: saved.add_params(given, resolved))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._write(lambda: log_in_batches(self.client, self.run_id,
+                                           tags=[RunTag(k, str(v)) for k, v in tags.items()]),
+                    lambda saved: saved.add_tags(tags))
+
+    def log_metrics(self, series: dict[str, tuple[list[int], list[float]]],
+                    summaries: dict[str, float]) -> None:
+        """Every per-step series with its steps, then the summaries at step 0, in batches of 1000."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(name, float(v), now, int(s)) for name, (steps, values) in series.items()
+                   for s, v in zip(steps, values)]
+        metrics += [Metric(name, float(v), now, 0) for name, v in summaries.items()]
+        self._write(lambda: log_in_batches(self.client, self.run_id, metrics=metrics),
+                    lambda saved: saved.add_metrics([(m.key, m.value, m.timestamp, m.step) for m in metrics]))
+
+    def log_files(self, files: dict[str, str | bytes], writers=()) -> None:
+        """Artifacts from memory: {relative path: content}; `writers` are callables that write into the folder."""
+        with tempfile.TemporaryDirectory(prefix="gradacc-artifacts-") as tmp:
+            root = Path(tmp)
+            for rel, content in files.items():
+                path = root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
+            for write in writers:
+                write(root)
+            self._write(lambda: self.client.log_artifacts(self.run_id, str(root)),
+                        lambda saved: saved.add_artifacts(root))
+
+    def end(self, status: str) -> None:
+        """Ends the run. If it had to be saved locally: raises TrackingError for a run that would have ended
+        FINISHED (the exit must not be 0), else prints where it is and lets the run's own error go on."""
+        self._write(lambda: self.client.set_terminated(self.run_id, status=status),
+                    lambda saved: saved.end(status))
+        if self.saved is None:
+            return
+        message = (f"tracking store {self.saved.tracking_uri} failed ({self.saved.reason}); run {self.run_id} "
+                   f"({status}) is saved in {self.saved.folder}: upload it with `gradacc upload "
+                   f"{self.saved.folder}`")
+        if status == "FINISHED":
+            raise TrackingError(message)
+        print(f"gradacc: {message}", file=sys.stderr)
+
+
+@contextmanager
+def store_errors(what: str, uri: str | None = None):
+    """A store call outside a TrackedRun (nothing measured is at stake): its failure is one line, TrackingError."""
+    try:
+        yield
+    except GradaccError:
+        raise
+    except Exception as err:
+        raise TrackingError(f"{what} failed (tracking store {uri or mlflow.get_tracking_uri()}): "
+                            f"{describe(err)}") from None
+
+
+def find_finished_run(exp_id: str, config_key: str) -> str | None:
+    """The newest FINISHED run of the experiment whose tag gradacc.config equals config_key, if any."""
+    with store_errors("looking for finished runs"):
+        found = client().search_runs([exp_id], filter_string=f"tags.`{CONFIG}` = '{config_key}' and "
+                                     "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+                                     max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def add_tags(run_id: str, tags: dict[str, str]) -> None:
+    with store_errors(f"tagging run {run_id}"):
+        client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def time_metric_writes(uri: str, values: int) -> tuple[float, float]:
+    """Seconds to write `values` metric values into the store at `uri`: batched as runs do, and with one
+    `log_metric` call per value (the benchmark's baseline, the way a loop that logs as it goes writes)."""
+    c = MlflowClient(tracking_uri=uri)
+    exp_id = c.create_experiment("gradacc-logging-bench")
+    now = int(time.time() * 1000)
+    batched_run, each_run = (c.create_run(exp_id).info.run_id for _ in range(2))
+    metrics = [Metric("update_time_s", 0.001 * i, now, i) for i in range(values)]
+    start = time.perf_counter()
+    for first in range(0, values, METRICS_PER_BATCH):
+        c.log_batch(batched_run, metrics=metrics[first: first + METRICS_PER_BATCH])
+    batched_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for m in metrics:
+        c.log_metric(each_run, m.key, m.value, timestamp=m.timestamp, step=m.step)
+    return batched_s, time.perf_counter() - start
+
+
+def copies_of(paths, base: Path):
+    """A `log_files` writer that copies files from under `base` into the artifact folder, keeping their layout."""
+    def write(root: Path) -> None:
+        for path in paths:
+            target = root / Path(path).relative_to(base)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    return write
+
+
+def series_csv(steps: list[int], values: list[float]) -> str:
+    rows = ["step,value"] + [f"{s},{v!r}" for s, v in zip(steps, values)]
+    return "\n".join(rows) + "\n"
+
+
+@contextmanager
+def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None,
+                parent_run_id: str | None = None):
+    """Opens a run (the `mlflow run` one when this process has it and no parent is given, else a new one)
+    and always closes it: FINISHED, KILLED on an interrupt, FAILED on any error, which is re-raised."""
+    exp_id = experiment_id(exp_name)
+    c = client()
+    own = launcher_run_id() if parent_run_id is None else None
+    all_tags = dict(tags, **{"mlflow.runName": run_name, SCHEMA: SCHEMA_VERSION})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    if own:
+        run_id = own
+    else:
+        with store_errors(f"creating run {run_name}"):
+            run_id = c.create_run(exp_id, run_name=run_name).info.run_id
+    run = TrackedRun(run_id, exp_id)
+    run.set_tags(all_tags)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        run.end("KILLED")
+        raise
+    except BaseException:
+        run.end("FAILED")
+        raise
+    run.end("FINISHED")
+
+
+def print_link(exp_id: str, run_id: str | None = None) -> None:
+    print(f"runs: {runs_link(exp_id)}" + (f"  (this run: {runs_link(exp_id, run_id)})" if run_id else ""),
+          file=sys.stderr)
