@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from gradacc.core.config import Protocol
+from gradacc.core.graphs import capture
 from gradacc.core.model import build_model
 from gradacc.core.streams import normalize
 
@@ -71,16 +72,7 @@ def main():
 
     measure(eager, args.iters, device, activities, sort_by, "eager")
     if device.type == "cuda":
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                eager()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        model.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph):
-            step(model, images, labels)
+        graph = capture(lambda _warming_up: eager())  # gradients set to None first, as before each eager step
         measure(graph.replay, args.iters, device, activities, sort_by, "CUDA-graph replay")
 
 

@@ -108,3 +108,25 @@ def test_a_failing_worker_is_one_line(tmp_path, tracking_store):
     assert result.code == 1
     line = assert_one_error_line(result, "DDP worker rank")
     assert "full log:" in line
+
+
+@pytest.mark.slow
+def test_torchrun_started_by_hand_builds_the_job_on_each_rank(tiny_cifar, tracking_store):
+    """The multi-node form (`torchrun ... -m gradacc.cli.ddp_node OPTIONS`), here on one node: the run is logged
+    once, and a bad option is one error line per rank and a non-zero exit."""
+    import sys
+
+    from e2e_support import run_process
+    from mlflow.tracking import MlflowClient
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "gradacc.cli.ddp_node"]
+    done = run_process(torchrun + ["--smoke", "--device", "cpu", "--threads", "1", "--data-dir", tiny_cifar],
+                       timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient()
+    run, = client.search_runs([client.get_experiment_by_name("gradacc").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "ddp-w2-smoke" and run.data.params["k"] == "2"
+    bad = run_process(torchrun + ["--epochs", "0", "--device", "cpu", "--data-dir", tiny_cifar], timeout=200)
+    assert bad.returncode != 0
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("gradacc: error:")]
+    assert errors and all("'--epochs': 0 is below the minimum of 1" in line for line in errors), bad.stderr[-2000:]

@@ -21,7 +21,7 @@ METRICS = {"micro": ("micro_iter_ms_mean", "micro_iter_ms_std", "opt_step_ms_mea
            "update": ("update_time_s_mean", "throughput_img_s"),
            "converge": ("test_accuracy", "final_train_loss", "noise_scale_simple_final")}
 LOSS_KEYS = ("train_loss", "train_loss_update")
-NOISE_KEYS = ("noise_scale_simple", "noise_scale_simple_epoch")  # gradacc/noise.py
+NOISE_KEYS = ("noise_scale_simple", "noise_scale_simple_epoch")  # gradacc/core/noise.py
 
 
 class CompareError(GradaccError, RuntimeError):

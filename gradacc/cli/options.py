@@ -53,7 +53,7 @@ def variant_options(func):
 
 
 def noise_option(func):
-    """converge and sweep: the gradient noise scale (gradacc/noise.py)."""
+    """converge and sweep: the gradient noise scale (gradacc/core/noise.py)."""
     return click.option("--noise-scale", type=click.Choice(NOISE_MODES), default=Protocol.noise_scale,
                         help="converge: measure the gradient noise scale B_simple (auto: for K >= 2, unless "
                              "--cuda-graphs; such a run records no timings).")(func)

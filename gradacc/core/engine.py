@@ -37,7 +37,7 @@ def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream,
 def make_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream, k: int, micro_batch: int,
                 cuda_graphs: bool = False, after_backward=None):
     """A callable running one whole update, returning its loss sum: `run_update`, or the same update captured
-    once as a CUDA graph and replayed (gradacc/graphs.py; no micro-step to call `after_backward` at there)."""
+    once as a CUDA graph and replayed (gradacc/core/graphs.py; no micro-step to call `after_backward` at there)."""
     if cuda_graphs:
         from gradacc.core.graphs import GraphedUpdate
         if after_backward is not None:

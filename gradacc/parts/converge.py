@@ -2,7 +2,7 @@
 
 Its updates are the ones an update run of the same seed makes, so it also times each one whole (as Part 2
 does) and a study gets Part 2's figures without a second pass over the data. For K >= 2 it can measure the
-gradient noise scale instead (gradacc/noise.py): that adds device work to every micro-step, so such a run
+gradient noise scale instead (gradacc/core/noise.py): that adds device work to every micro-step, so such a run
 records no timings."""
 from __future__ import annotations
 
