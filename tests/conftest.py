@@ -4,42 +4,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from gradacc.core.data import FOLDER, TEST_FILE, TRAIN_FILES, write_batch
+from gradacc.core.data import FOLDER
+from tests.support.cifar import write_tiny_cifar
 
-TINY_PER_TRAIN_FILE = 210  # 5 files: 1,050 training images, enough for the --smoke subset (1,024)
-TINY_TEST = 260  # enough for the --smoke test subset (256)
 _REALDATA_PASSED: list[str] = []  # node ids of the realdata tests that passed
-
-
-def tiny_images(count: int, first: int, test: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Images `first..first+count-1` of the tiny set (see `tiny_cifar` for the encoding)."""
-    index = np.arange(first, first + count)
-    images = np.empty((count, 32, 32, 3), dtype=np.uint8)
-    images[..., 0] = (index % 256)[:, None, None]
-    images[..., 1] = (index // 256 + (128 if test else 0))[:, None, None]
-    images[..., 2] = (8 * np.arange(32))[None, :, None]
-    labels = (index + (3 if test else 0)) % 10
-    return images, labels
 
 
 @pytest.fixture(scope="session")
 def tiny_cifar(tmp_path_factory) -> Path:
     """A tiny CIFAR-10 data root (the folder holding `cifar-10-batches-py/`), written with
-    `gradacc.data.write_batch`; pass it as `--data-dir` / `GRADACC_DATA_DIR` or to `load_subset`.
+    tests.support.cifar.write_tiny_cifar; pass it as `--data-dir` / `GRADACC_DATA_DIR` or to `load_subset`.
 
     - `data_batch_1`..`data_batch_5`: 210 images each (1,050 training images); `test_batch`: 260 images.
     - Training image i (global index in the official order, 0..1049): R = i % 256 and G = i // 256 over
       the whole image, B = 8 * row; label i % 10.
     - Test image i (0..259): R = i % 256, G = 128 + i // 256, B = 8 * row; label (i + 3) % 10.
     Enough for `--smoke` (1,024 / 256 images). Session-scoped: do not write into it."""
-    root = tmp_path_factory.mktemp("tiny_cifar")
-    for n, name in enumerate(TRAIN_FILES):
-        write_batch(root / FOLDER / name, *tiny_images(TINY_PER_TRAIN_FILE, n * TINY_PER_TRAIN_FILE, False))
-    write_batch(root / FOLDER / TEST_FILE, *tiny_images(TINY_TEST, 0, True))
-    return root
+    return write_tiny_cifar(tmp_path_factory.mktemp("tiny_cifar"))
 
 
 def pytest_addoption(parser):
@@ -72,6 +55,16 @@ def tracking_store(tmp_path, monkeypatch) -> str:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+FLOORS = ("unit", "integration", "e2e")  # tests/<floor>/: each test gets its folder's marker (`pytest -m unit`)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        floor = next((part for part in Path(str(item.fspath)).parts if part in FLOORS), None)
+        if floor:
+            item.add_marker(floor)
 
 
 def pytest_configure(config):

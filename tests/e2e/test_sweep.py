@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from e2e_support import all_runs, run_cli, smoke_store
 
 from gradacc.core.errors import Terminated
 from gradacc.study import run as runner
+from tests.support.e2e import all_runs, run_cli, smoke_store
 
 # One torch thread: on a busy 2-core machine, oversubscribed threads make smoke runs several times slower.
 SWEEP = ["sweep", "--smoke", "--parts", "micro", "--ks", "1,2", "--threads", "1"]

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from compare_support import SyntheticStore, fresh_store
 
 from gradacc.core.errors import TrackingError
 from gradacc.tracking.results import SERIES_COLUMNS, load_runs, load_series
+from tests.support.compare import SyntheticStore, fresh_store
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,14 @@ import time
 import numpy as np
 import pytest
 import torch
-from e2e_support import (
-    SMOKE_TEST,
-    SMOKE_TRAIN,
+from mlflow import MlflowClient
+
+import gradacc.study.run
+from gradacc.core.data import FOLDER, write_batch
+from gradacc.core.errors import Diverged, Terminated
+from gradacc.tracking.store import HTTP_DEFAULTS
+from tests.support.cifar import SMOKE_TEST, SMOKE_TRAIN, write_data_root, write_raw_batch
+from tests.support.e2e import (
     all_runs,
     assert_one_error_line,
     error_lines,
@@ -22,15 +27,7 @@ from e2e_support import (
     run_cli,
     run_process,
     subprocess_env,
-    write_data_root,
-    write_raw_batch,
 )
-from mlflow import MlflowClient
-
-import gradacc.study.run
-from gradacc.core.data import FOLDER, write_batch
-from gradacc.core.errors import Diverged, Terminated
-from gradacc.tracking.store import HTTP_DEFAULTS
 
 USAGE, FAILURE = 2, 1  # click's usage errors; gradacc's own errors
 
@@ -238,7 +235,7 @@ def test_output_folder_not_writable(store, tmp_path, command):
 
 def test_tracking_uri_unreachable_fails_fast(store, monkeypatch):
     """A closed port: MLflow's retries are bounded by gradacc's defaults, so it gives up in seconds."""
-    from server_support import free_port
+    from tests.support.server import free_port
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     for name in HTTP_DEFAULTS:

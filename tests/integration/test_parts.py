@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fakes import LoggedTimer
 from torch import nn
 
 from gradacc.core.config import Protocol
@@ -21,6 +20,7 @@ from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
 from gradacc.parts.micro import run_micro, run_phase
 from gradacc.parts.update import run_update_part
+from tests.support.fakes import LoggedTimer
 
 MEAN, STD = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2023, 0.1994, 0.2010])
 

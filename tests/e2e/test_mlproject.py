@@ -8,9 +8,9 @@ import click
 import pytest
 import tomllib
 import yaml
-from e2e_support import REPO_ROOT
 
 from gradacc.cli import cli
+from tests.support.e2e import REPO_ROOT
 
 ENTRY_COMMANDS = {"main": "sweep", "micro": "micro", "update": "update", "converge": "converge", "ddp": "ddp",
                   "verify": "verify", "commmodel": "commmodel"}

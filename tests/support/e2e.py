@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import pickle
 import re
 import signal
 import subprocess
@@ -12,35 +11,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from gradacc.core.data import FOLDER, write_batch
+from tests.support.cifar import write_data_root
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the interpreter running the tests; MLproject commands call `python`
-SMOKE_TRAIN, SMOKE_TEST = 1_024, 256
 MLFLOW_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI")
 # MLflow's own log lines, e.g. "2026/11/23 05:28:28 INFO mlflow.store.db.utils: Creating ..."
 MLFLOW_INFO = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d INFO mlflow[\w.]*: ")
-
-
-def write_data_root(root: Path, train: int = SMOKE_TRAIN, test: int = SMOKE_TEST, seed: int = 0) -> Path:
-    """A CIFAR-format root (root/cifar-10-batches-py/{data_batch_1,test_batch}) of random images, labels 0..9."""
-    rng = np.random.default_rng(seed)
-    folder = root / FOLDER
-    write_batch(folder / "data_batch_1", rng.integers(0, 256, (train, 32, 32, 3), dtype=np.uint8),
-                np.arange(train) % 10)
-    write_batch(folder / "test_batch", rng.integers(0, 256, (test, 32, 32, 3), dtype=np.uint8),
-                np.arange(test) % 10)
-    return root
-
-
-def write_raw_batch(path: Path, data: np.ndarray, labels: list[int]) -> None:
-    """A batch file with arbitrary content (for malformed-data tests)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        pickle.dump({b"data": data, b"labels": labels}, fh)
 
 
 @contextlib.contextmanager

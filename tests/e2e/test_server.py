@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from e2e_support import all_runs, error_lines, history, isolated_store, run_cli, write_data_root
 from mlflow import MlflowClient
-from server_support import MlflowServer
 
 import gradacc.study.run
+from tests.support.cifar import write_data_root
+from tests.support.e2e import all_runs, error_lines, history, isolated_store, run_cli
+from tests.support.server import MlflowServer
 
 pytestmark = pytest.mark.slow
 # One torch thread: on a busy 2-core machine, oversubscribed threads make a smoke run ten times slower.

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from fakes import LoggedTimer
 from torch import nn
 
 from gradacc.core.config import Protocol
 from gradacc.core.engine import evaluate, run_update
 from gradacc.core.model import build_optimizer
+from tests.support.fakes import LoggedTimer
 
 MICRO = Protocol.micro_batch  # 64
 

@@ -9,7 +9,8 @@ import sys
 import time
 
 import pytest
-from e2e_support import REPO_ROOT, all_runs, history, launched_run_id, run_cli, smoke_store, subprocess_env
+
+from tests.support.e2e import REPO_ROOT, all_runs, history, launched_run_id, run_cli, smoke_store, subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
-from e2e_support import (
+from mlflow import MlflowClient
+
+from gradacc.core.runtime import cpu_model
+from tests.support.cifar import SMOKE_TEST, SMOKE_TRAIN, write_data_root
+from tests.support.e2e import (
     REPO_ROOT,
-    SMOKE_TEST,
-    SMOKE_TRAIN,
     VENV_BIN,
     all_runs,
     artifact,
@@ -21,11 +23,7 @@ from e2e_support import (
     mlflow_run,
     run_cli,
     run_process,
-    write_data_root,
 )
-from mlflow import MlflowClient
-
-from gradacc.core.runtime import cpu_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

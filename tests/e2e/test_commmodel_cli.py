@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from e2e_support import assert_one_error_line, run_cli
+
+from tests.support.e2e import assert_one_error_line, run_cli
 
 SETTING = {"device_type": "cpu", "device_name": "Test CPU", "loader": "device", "epochs": "2", "micro_batch": "64",
            "train_size": "1280", "test_size": "256", "lr": "0.1", "momentum": "0.9", "weight_decay": "0.0005",

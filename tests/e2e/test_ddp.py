@@ -7,9 +7,9 @@ import re
 
 import numpy as np
 import pytest
-from e2e_support import assert_one_error_line, history, run_cli
 
 from gradacc.distributed.rank import RankStream, bandwidth_summaries
+from tests.support.e2e import assert_one_error_line, history, run_cli
 
 
 class CountingStream:
@@ -101,7 +101,7 @@ def test_ddp_run_is_logged_once_by_rank_0(tiny_cifar, tracking_store):
 
 @pytest.mark.slow
 def test_a_failing_worker_is_one_line(tmp_path, tracking_store):
-    from e2e_support import write_raw_batch
+    from tests.support.cifar import write_raw_batch
     root = tmp_path / "broken"
     write_raw_batch(root / "cifar-10-batches-py" / "data_batch_1", np.zeros((3, 5), dtype=np.uint8), [0, 1, 2])
     result = run_cli(["ddp", "--workers", "2", "--smoke", "--device", "cpu", "--data-dir", root])
@@ -116,8 +116,9 @@ def test_torchrun_started_by_hand_builds_the_job_on_each_rank(tiny_cifar, tracki
     once, and a bad option is one error line per rank and a non-zero exit."""
     import sys
 
-    from e2e_support import run_process
     from mlflow.tracking import MlflowClient
+
+    from tests.support.e2e import run_process
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                 "-m", "gradacc.cli.ddp_node"]
     done = run_process(torchrun + ["--smoke", "--device", "cpu", "--threads", "1", "--data-dir", tiny_cifar],

@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from e2e_support import all_runs, history, subprocess_env
 from mlflow import MlflowClient
+
+from tests.support.e2e import all_runs, history, subprocess_env
 
 pytestmark = pytest.mark.slow
 WRITERS = 4

@@ -5,9 +5,10 @@ import json
 import math
 
 import pytest
-from e2e_support import assert_one_error_line, isolated_store, run_cli, write_data_root
 
 from gradacc.bench.lines import Line
+from tests.support.cifar import write_data_root
+from tests.support.e2e import assert_one_error_line, isolated_store, run_cli
 
 
 def test_line_ratio_goal_and_text():

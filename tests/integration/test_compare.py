@@ -10,7 +10,6 @@ import matplotlib.image
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from compare_support import SyntheticStore, fresh_store, runs_frame
 from mlflow.tracking import MlflowClient
 
 from gradacc.analysis.compare import (
@@ -30,6 +29,7 @@ from gradacc.core.config import RESNET18_PARAMS
 from gradacc.core.errors import GradaccError
 from gradacc.study.compare import expected_from_sweeps, run_compare
 from gradacc.tracking.results import load_runs, load_series
+from tests.support.compare import SyntheticStore, fresh_store, runs_frame
 
 KS = (1, 2, 4, 8, 16)
 

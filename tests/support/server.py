@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from e2e_support import subprocess_env
+from tests.support.e2e import subprocess_env
 
 
 def free_port() -> int:

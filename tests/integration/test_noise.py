@@ -180,8 +180,9 @@ def test_converge_applies_the_warmup_schedule(ctx, monkeypatch):
 
 
 def test_cli_tags_the_variant_and_says_why_k1_has_no_noise_scale(tiny_cifar, tracking_store):
-    from e2e_support import run_cli
     from mlflow.tracking import MlflowClient
+
+    from tests.support.e2e import run_cli
     result = run_cli(["converge", "--k", "1", "--smoke", "--lr-scaling", "linear", "--warmup-epochs", "1",
                       "--data-dir", tiny_cifar, "--threads", "1"])
     assert result.code == 0, result.err

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from compare_support import SyntheticStore, fresh_store, runs_frame
 
 from gradacc.analysis.compare import build_sections
 from gradacc.analysis.plots.compare import write_plots
 from gradacc.analysis.report.noise import noise_sentences, variants_html
 from gradacc.study.compare import run_compare
+from tests.support.compare import SyntheticStore, fresh_store, runs_frame
 
 B_NOISE = 200.0
 

@@ -6,12 +6,13 @@ import json
 import shutil
 
 import pytest
-from e2e_support import error_lines, history, isolated_store, run_cli, write_data_root
 from mlflow import MlflowClient
 
 import gradacc.study.run
 from gradacc.core.errors import Diverged, Terminated
 from gradacc.tracking.store import describe, sqlite_path
+from tests.support.cifar import write_data_root
+from tests.support.e2e import error_lines, history, isolated_store, run_cli
 
 
 @pytest.fixture(scope="module")
