@@ -7,7 +7,6 @@ accumulation's sum of loss/K. The all-reduce runs in a timed communication hook,
 splits into compute (forward + backward without the hook) and all-reduce."""
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -17,10 +16,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gradacc.core.config import Protocol
 from gradacc.core.engine import evaluate, run_update
-from gradacc.core.errors import Diverged
 from gradacc.core.model import build_model, build_optimizer
 from gradacc.core.timing import Timer, middle_window
 from gradacc.parts.context import Context, Result, noop, series_from
+from gradacc.parts.converge import EpochRecord
 from gradacc.parts.update import update_summaries
 
 
@@ -96,7 +95,7 @@ def run_ddp(protocol: Protocol, ctx: Context, result: Result, progress=noop, ran
     stream = RankStream(ctx.stream(protocol), rank, world)
     test_images, test_labels = ctx.test_set(protocol)
     update_timer, backward_timer, step_timer = Timer(device), Timer(device), Timer(device)
-    epoch_loss, update_loss, epoch_acc, allreduce_s, buckets = [], [], [], [], []
+    record, allreduce_s, buckets = EpochRecord(), [], []
     bytes_per_update = 0
     ddp.train()
     try:
@@ -112,22 +111,15 @@ def run_ddp(protocol: Protocol, ctx: Context, result: Result, progress=noop, ran
                 progress(1)
             losses = torch.stack(sums)
             dist.all_reduce(losses)  # one collective per epoch: the mean over ranks = accumulation's loss
-            per_update = (losses / world).cpu().tolist()
-            update_loss += per_update
-            epoch_loss.append(sum(per_update) / len(per_update))
-            if not math.isfinite(epoch_loss[-1]):
-                raise Diverged(f"training loss is {epoch_loss[-1]} in epoch {epoch}")
+            record.end_epoch(epoch, losses, world)
             if rank == 0:
-                epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
+                record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
     finally:
         stream.close()
         update_s = np.array(update_timer.seconds())
         comm_s = np.array(allreduce_s)
         compute_ms = (np.array(backward_timer.seconds())[:len(comm_s)] - comm_s) * 1e3
-        result.series.update(train_loss=series_from(epoch_loss, first_step=1),
-                             train_loss_update=series_from(update_loss),
-                             test_accuracy_epoch=series_from(epoch_acc, first_step=1),
-                             update_time_s=series_from(update_s), compute_ms=series_from(compute_ms),
+        result.series.update(record.series(), update_time_s=series_from(update_s), compute_ms=series_from(compute_ms),
                              allreduce_ms=series_from(comm_s * 1e3),
                              opt_step_ms=series_from(np.array(step_timer.seconds()) * 1e3))
     result.summaries.update(update_summaries(update_s, protocol.effective_batch))
@@ -135,6 +127,6 @@ def run_ddp(protocol: Protocol, ctx: Context, result: Result, progress=noop, ran
     result.summaries.update(compute_ms_mean=float(middle_window(compute_ms).mean()),
                             opt_step_ms_mean=float(np.mean(step_timer.seconds())) * 1e3,
                             allreduce_buckets=float(buckets[-1]),
-                            final_train_loss=epoch_loss[-1])
+                            final_train_loss=record.epoch_loss[-1])
     if rank == 0:
-        result.summaries["test_accuracy"] = epoch_acc[-1]
+        result.summaries["test_accuracy"] = record.epoch_acc[-1]

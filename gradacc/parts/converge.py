@@ -22,12 +22,36 @@ from gradacc.parts.context import Context, Result, noop, series_from
 from gradacc.parts.update import update_summaries
 
 
+class EpochRecord:
+    """The losses of a training run: each update's loss sum stays on the device until the epoch ends, then one
+    host read gives the per-update means and the epoch's mean (a NaN or infinite mean stops the run); the test
+    accuracy after each epoch. Shared by Part 3 and the DDP rank's loop."""
+
+    def __init__(self):
+        self.update_loss: list[float] = []
+        self.epoch_loss: list[float] = []
+        self.epoch_acc: list[float] = []
+
+    def end_epoch(self, epoch: int, losses: torch.Tensor, divisor: int) -> None:
+        """`losses`: the epoch's stacked loss sums, each over `divisor` micro-batches. Raises Diverged."""
+        per_update = (losses / divisor).cpu().tolist()
+        self.update_loss += per_update
+        self.epoch_loss.append(sum(per_update) / len(per_update))
+        if not math.isfinite(self.epoch_loss[-1]):
+            raise Diverged(f"training loss is {self.epoch_loss[-1]} in epoch {epoch}")
+
+    def series(self) -> dict[str, tuple[list[int], list[float]]]:
+        return {"train_loss": series_from(self.epoch_loss, first_step=1),
+                "train_loss_update": series_from(self.update_loss),
+                "test_accuracy_epoch": series_from(self.epoch_acc, first_step=1)}
+
+
 def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
     model = build_model(protocol.seed, ctx.runtime.device)
     optimizer = build_optimizer(model, protocol)
     stream = ctx.stream(protocol)
     test_images, test_labels = ctx.test_set(protocol)
-    epoch_loss, update_loss, epoch_acc = [], [], []
+    record = EpochRecord()
     measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
     snapshots = GradientSnapshots(model, protocol.k) if measure else None
     noise = NoiseRecord(protocol.micro_batch, protocol.k)
@@ -41,23 +65,17 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
             sums = []  # loss sums stay on the device: one host read per epoch
             for _ in range(protocol.updates_per_epoch):
                 if scheduled:
-                    set_lr(optimizer, protocol.lr_at(len(update_loss) + len(sums)))
+                    set_lr(optimizer, protocol.lr_at(len(record.update_loss) + len(sums)))
                 with timer:  # synchronised at both ends, as in Part 2
                     sums.append(update())
                 progress(1)
-            per_update = (torch.stack(sums) / protocol.k).cpu().tolist()
-            update_loss += per_update
-            epoch_loss.append(sum(per_update) / len(per_update))
             if snapshots is not None:
                 noise.add_epoch(*snapshots.read())
-            if not math.isfinite(epoch_loss[-1]):
-                raise Diverged(f"training loss is {epoch_loss[-1]} in epoch {epoch}")
-            epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
+            record.end_epoch(epoch, torch.stack(sums), protocol.k)
+            record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
     finally:
         stream.close()
-        result.series.update(train_loss=series_from(epoch_loss, first_step=1),
-                             train_loss_update=series_from(update_loss),
-                             test_accuracy_epoch=series_from(epoch_acc, first_step=1))
+        result.series.update(record.series())
         if snapshots is not None:
             result.series.update(noise.series())
             result.summaries.update(noise.summaries())
@@ -65,4 +83,4 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
             result.series["update_time_s"] = series_from(timer.seconds())
     if snapshots is None:
         result.summaries.update(update_summaries(np.array(timer.seconds()), protocol.effective_batch))
-    result.summaries.update(test_accuracy=epoch_acc[-1], final_train_loss=epoch_loss[-1])
+    result.summaries.update(test_accuracy=record.epoch_acc[-1], final_train_loss=record.epoch_loss[-1])
