@@ -9,21 +9,20 @@ import time
 import numpy as np
 import pytest
 import torch
-from mlflow import MlflowClient
 
 import gradacc.study.run
 from gradacc.core.data import FOLDER, write_batch
 from gradacc.core.errors import Diverged, Terminated
 from gradacc.tracking.store import HTTP_DEFAULTS
-from tests.support.cifar import SMOKE_TEST, SMOKE_TRAIN, write_data_root, write_raw_batch
+from tests.support.cifar import SMOKE_TEST, SMOKE_TRAIN, write_raw_batch
 from tests.support.e2e import (
     all_runs,
     assert_one_error_line,
     error_lines,
     history,
-    isolated_store,
     launched_run_id,
     mlflow_run,
+    module_store,
     run_cli,
     run_process,
     subprocess_env,
@@ -35,10 +34,8 @@ USAGE, FAILURE = 2, 1  # click's usage errors; gradacc's own errors
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A module-wide sqlite store; GRADACC_DATA_DIR points at a valid --smoke data root."""
-    tmp = tmp_path_factory.mktemp("bad_store")
-    data = write_data_root(tmp_path_factory.mktemp("bad_data"))
-    with isolated_store(tmp, data):
-        yield {"client": MlflowClient(), "data": data, "tmp": tmp}
+    with module_store(tmp_path_factory, "bad") as made:
+        yield made
 
 
 def running(store) -> list[str]:

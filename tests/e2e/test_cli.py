@@ -8,19 +8,18 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
-from mlflow import MlflowClient
 
 from gradacc.core.runtime import cpu_model
-from tests.support.cifar import SMOKE_TEST, SMOKE_TRAIN, write_data_root
+from tests.support.cifar import SMOKE_TEST, SMOKE_TRAIN
 from tests.support.e2e import (
     REPO_ROOT,
     VENV_BIN,
     all_runs,
     artifact,
     history,
-    isolated_store,
     launched_run_id,
     mlflow_run,
+    module_store,
     run_cli,
     run_process,
 )
@@ -31,10 +30,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One sqlite store and one --smoke data root for the module; cwd in the store's folder."""
-    tmp = tmp_path_factory.mktemp("cli_store")
-    data = write_data_root(tmp_path_factory.mktemp("cli_data"))
-    with isolated_store(tmp, data):
-        yield {"client": MlflowClient(), "data": data, "tmp": tmp}
+    with module_store(tmp_path_factory, "cli") as made:
+        yield made
 
 
 def smoke_run(store, argv: list[str]):

@@ -11,17 +11,14 @@ from mlflow import MlflowClient
 import gradacc.study.run
 from gradacc.core.errors import Diverged, Terminated
 from gradacc.tracking.store import describe, sqlite_path
-from tests.support.cifar import write_data_root
-from tests.support.e2e import error_lines, history, isolated_store, run_cli
+from tests.support.e2e import error_lines, history, module_store, run_cli
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("offline_store")
-    data = write_data_root(tmp_path_factory.mktemp("offline_data"))
-    with isolated_store(tmp, data), pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADACC_UNSENT_DIR", str(tmp / "unsent"))
-        yield {"client": MlflowClient(), "tmp": tmp}
+    with module_store(tmp_path_factory, "offline") as made, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADACC_UNSENT_DIR", str(made["tmp"] / "unsent"))
+        yield made
 
 
 def unreachable(*args, **kwargs):

@@ -38,6 +38,17 @@ def isolated_store(tmp: Path, data_root: Path | None = None):
 
 
 @contextlib.contextmanager
+def module_store(tmp_path_factory, name: str):
+    """A fresh sqlite store and a --smoke data root for one test module (GRADACC_DATA_DIR points at the data, cwd
+    in the store's folder); yields {"client": MlflowClient, "data": data root, "tmp": the store's folder}."""
+    from mlflow import MlflowClient
+    tmp = tmp_path_factory.mktemp(f"{name}_store")
+    data = write_data_root(tmp_path_factory.mktemp(f"{name}_data"))
+    with isolated_store(tmp, data):
+        yield {"client": MlflowClient(), "data": data, "tmp": tmp}
+
+
+@contextlib.contextmanager
 def smoke_store(tmp: Path):
     """A --smoke data root and a fresh store under tmp (cwd there); yields an MlflowClient. torch's thread count
     is restored afterwards, so the tests that follow in this process keep theirs."""
