@@ -54,14 +54,24 @@ def _runs_note(ax, xs, ys, ns) -> str:
     return ", bars: std"
 
 
-def plot_micro_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
-    rows = _rows_with(table, "micro_iter_ms_mean")
+def _points_with_bars(table: pd.DataFrame, x: str, metric: str, part: str, label: str, color: str | None = None):
+    """A figure with the metric's mean per `x` as points, std bars and the run counts; (fig, ax, rows), or None
+    where no K has the metric."""
+    rows = _rows_with(table, metric)
     if rows.empty:
         return None
     fig, ax = plt.subplots(figsize=SIZE_IN)
-    note = _runs_note(ax, rows["k"], rows["micro_iter_ms_mean"], rows["micro_n"])
-    ax.errorbar(rows["k"], rows["micro_iter_ms_mean"], yerr=_errors(rows, "micro_iter_ms_mean", "micro"),
-                marker="o", capsize=4, label="mean of the timed micro-iterations" + note)
+    note = _runs_note(ax, rows[x], rows[metric], rows[f"{part}_n"])
+    ax.errorbar(rows[x], rows[metric], yerr=_errors(rows, metric, part), marker="o", capsize=4, color=color,
+                label=label + note)
+    return fig, ax, rows
+
+
+def plot_micro_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
+    drawn = _points_with_bars(table, "k", "micro_iter_ms_mean", "micro", "mean of the timed micro-iterations")
+    if drawn is None:
+        return None
+    fig, ax, rows = drawn
     mean = rows["micro_iter_ms_mean"].mean()
     ax.axhline(mean, color="gray", ls=":", lw=1, label=f"mean over K: {mean:.3g} ms")
     ax.set_ylim(0, rows["micro_iter_ms_mean"].max() * 1.25)
@@ -72,14 +82,11 @@ def plot_micro_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | No
 
 
 def plot_throughput(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
-    rows = _rows_with(table, "throughput_img_s")
-    if rows.empty:
+    drawn = _points_with_bars(table, "effective_batch", "throughput_img_s", "update", "measured: 64 K / update time",
+                              "tab:green")
+    if drawn is None:
         return None
-    fig, ax = plt.subplots(figsize=SIZE_IN)
-    note = _runs_note(ax, rows["effective_batch"], rows["throughput_img_s"], rows["update_n"])
-    ax.errorbar(rows["effective_batch"], rows["throughput_img_s"],
-                yerr=_errors(rows, "throughput_img_s", "update"), marker="o", capsize=4, color="tab:green",
-                label="measured: 64 K / update time" + note)
+    fig, ax, rows = drawn
     for x, y, k in zip(rows["effective_batch"], rows["throughput_img_s"], rows["k"]):
         ax.annotate(f"K={int(k)}", (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
     ax.set_ylim(0, rows["throughput_img_s"].max() * 1.25)
@@ -91,14 +98,11 @@ def plot_throughput(table: pd.DataFrame, subtitle: str, path: Path) -> Path | No
 
 
 def plot_update_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
-    rows = _rows_with(table, "update_time_s_mean")
-    model = table[table["model_update_time_s"].notna()]
-    if rows.empty:
+    drawn = _points_with_bars(table, "k", "update_time_s_mean", "update", "measured update, middle 60%", "tab:blue")
+    if drawn is None:
         return None
-    fig, ax = plt.subplots(figsize=SIZE_IN)
-    note = _runs_note(ax, rows["k"], rows["update_time_s_mean"], rows["update_n"])
-    ax.errorbar(rows["k"], rows["update_time_s_mean"], yerr=_errors(rows, "update_time_s_mean", "update"),
-                marker="o", capsize=4, color="tab:blue", label="measured update, middle 60%" + note)
+    fig, ax, _rows = drawn
+    model = table[table["model_update_time_s"].notna()]
     if not model.empty:
         ax.plot(model["k"], model["model_update_time_s"], ls="--", marker="s", color="tab:orange",
                 label="K x micro-iteration + optimizer step (Part 1)")
@@ -120,13 +124,10 @@ def plot_update_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | N
 
 
 def plot_accuracy(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
-    rows = _rows_with(table, "test_accuracy")
-    if rows.empty:
+    drawn = _points_with_bars(table, "k", "test_accuracy", "converge", "after the last epoch", "tab:purple")
+    if drawn is None:
         return None
-    fig, ax = plt.subplots(figsize=SIZE_IN)
-    note = _runs_note(ax, rows["k"], rows["test_accuracy"], rows["converge_n"])
-    ax.errorbar(rows["k"], rows["test_accuracy"], yerr=_errors(rows, "test_accuracy", "converge"),
-                marker="o", capsize=4, color="tab:purple", label="after the last epoch" + note)
+    fig, ax, rows = drawn
     low, high = rows["test_accuracy"].min(), rows["test_accuracy"].max()
     pad = max(2.0, (high - low) * 0.3)
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
