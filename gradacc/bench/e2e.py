@@ -14,6 +14,7 @@ from pathlib import Path
 from gradacc.bench.lines import Line, tracking_store
 from gradacc.core.config import Protocol
 from gradacc.core.errors import GradaccError
+from gradacc.tracking.results import load_runs
 
 REFERENCE = Path(__file__).resolve().with_name("seeds_reference.py")
 
@@ -34,7 +35,6 @@ def _run(command: list[str], env: dict[str, str], what: str, cwd: str) -> float:
 
 def _gradacc_results(uri: str, study: str, smoke: bool) -> tuple[dict[int, dict], float]:
     """Per K the figures of gradacc's side, and the seconds its runs spent measuring (their wall_time_s)."""
-    from gradacc.tracking.results import load_runs
     with tracking_store(uri):
         runs = load_runs(experiment="gradacc-bench-e2e", study=study, parts=("micro", "converge"),
                          include_smoke=smoke)

@@ -13,11 +13,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 from gradacc.core.config import build_protocol
 from gradacc.core.data import ensure_dataset, resolve_data_dir
 from gradacc.core.errors import ConfigError, GradaccError
+from gradacc.distributed.verify import table_lines
 from gradacc.names import VERIFY, part_tags, workers_run_name
 from gradacc.study.console import say
+from gradacc.study.run import given_params
+from gradacc.tracking.runs import print_link, tracked_run
 
 CORES_PER_WORKER_LIMIT = 4  # at most this many CPU workers per core: beyond, gloo jobs only thrash
 SHOWN_PREFIXES = ("ddp-w", "runs:")  # worker lines passed through; the rest goes to the log
@@ -33,7 +38,6 @@ class VerifyFailed(GradaccError, RuntimeError):
 
 def check_workers(workers: int, device: str) -> str:
     """The device the workers will use ('cuda' or 'cpu'); ConfigError for a count this machine cannot start."""
-    import torch
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine")
@@ -91,7 +95,6 @@ def launch(job: dict, workers: int) -> Path:
 def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
              cuda_graphs=False, local_workers: int | None = None, **extra) -> tuple[dict, int]:
     """The job every worker reads; `local_workers`: the workers of this node where the job spans several."""
-    from gradacc.study.run import given_params  # mlflow and torch only once the job is made
     if cuda_graphs:  # DDP's all-reduce hook runs in Python between the kernels: nothing to capture whole
         raise ConfigError("--cuda-graphs is not supported by ddp and verify (DDP runs eagerly)")
     resolved_device = check_workers(local_workers or workers, device)
@@ -108,7 +111,6 @@ def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir
 
 def log_verify(figures: dict, job: dict, table: str) -> None:
     """The verify figures as a run of their own (`verify-wN`): metrics, and the table as verify.txt."""
-    from gradacc.tracking.runs import print_link, tracked_run
     smoke = job["protocol"]["smoke"]
     name = workers_run_name(VERIFY, figures["workers"], smoke)
     metrics = {f"{kind}_rel_diff_{when}": figures[key][f"{kind}_rel_diff"]
@@ -130,7 +132,6 @@ def run_ddp_job(workers: int, **options) -> None:
 
 def run_verify_job(workers: int, updates: int, **options) -> dict:
     """`gradacc verify`: accumulation against DDP; prints and logs the table, raises VerifyFailed past the bar."""
-    from gradacc.distributed.verify import table_lines
     job, _ = make_job("verify", workers, updates=updates, **options)
     folder = launch(job, workers)
     figures = json.loads((folder / "result.json").read_text())
