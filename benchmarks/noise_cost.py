@@ -7,7 +7,7 @@ whole with timing.Timer (the K fetches, forwards, backwards, snapshots and the s
 snapshot calls themselves (timed alone, synchronised) in the updates that made them: on a loaded machine the
 update-to-update spread can exceed the cost, and this share is the steadier figure.
 
-    GRADACC_DATA_DIR=../shared/data python benchmarks/noise_cost.py --k 4 --updates 16"""
+    GRADACC_DATA_DIR=/path/to/cifar python benchmarks/noise_cost.py --k 4 --updates 16"""
 from __future__ import annotations
 
 import argparse

@@ -39,7 +39,7 @@ def real_data_root(request) -> Path:
     if value and (Path(value) / FOLDER).is_dir():
         return Path(value)
     why = (f"the real CIFAR-10 is not available: GRADACC_DATA_DIR={value!r} does not hold {FOLDER}/ "
-           "(set GRADACC_DATA_DIR=../shared/data)")
+           "(set GRADACC_DATA_DIR to the folder that holds it)")
     if request.config.getoption("--require-real-data"):
         pytest.fail(why + " and --require-real-data was given", pytrace=False)
     pytest.skip(why)

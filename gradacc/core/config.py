@@ -1,4 +1,4 @@
-"""The protocol as frozen dataclasses: defaults follow DESIGN.md section 2 exactly; derived values are properties."""
+"""The protocol as frozen dataclasses: defaults follow docs/protocol.md exactly; derived values are properties."""
 from __future__ import annotations
 
 import dataclasses
