@@ -3,7 +3,7 @@ defined here once; this module imports nothing and every floor of the package ma
 from __future__ import annotations
 
 SCHEMA_VERSION = "1"  # the `gradacc.schema` tag: the version of the names below
-DEFAULT_EXPERIMENT = "gradacc"
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's default experiment, 'Default': where `mlflow run` puts runs unless told
 DEFAULT_VARIANT = "protocol"  # the `gradacc.variant` of a run that follows the protocol
 
 PARTS = ("micro", "update", "converge")  # the measuring parts, in the order a study runs them
@@ -44,3 +44,8 @@ def run_name(part: str, k: int, smoke: bool) -> str:
 def workers_run_name(part: str, workers: int, smoke: bool) -> str:
     """'ddp-w2', 'verify-w4-smoke': a run of N DDP workers."""
     return f"{part}-w{workers}" + ("-smoke" if smoke else "")
+
+
+def failed_run_name(command: str, k: str | None) -> str:
+    """'converge-k4-failed': an `mlflow run` run whose command stopped before it could measure."""
+    return f"{command}" + (f"-k{k}" if k else "") + "-failed"

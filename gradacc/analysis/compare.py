@@ -167,8 +167,7 @@ def build_sections(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PA
     """One Section per setting, the one with most runs first. Raises CompareError if nothing is there."""
     selected = select_runs(runs) if len(runs) else runs
     if not len(selected):
-        raise CompareError(f"no finished {', '.join(expected_parts)} runs to compare{' ' + where if where else ''}"
-                           " (smoke runs are left out)")
+        raise CompareError(f"no finished {', '.join(expected_parts)} runs to compare{' ' + where if where else ''}")
     sections = []
     for setting, group in selected.groupby("setting", sort=False):
         named = dict(zip(CONFIG_KEYS, setting))

@@ -3,8 +3,11 @@ done by the floors below (study, bench, distributed), imported when a command ru
 Every expected failure ends as one line `gradacc: error: ...` and a non-zero exit."""
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sys
+import warnings
 
 import click
 
@@ -15,6 +18,7 @@ from gradacc.cli.ddp import ddp, verify
 from gradacc.cli.measure import converge, micro, sweep, update
 from gradacc.cli.upload import upload
 from gradacc.core.errors import GradaccError, Terminated
+from gradacc.names import failed_run_name
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -37,21 +41,31 @@ def _on_signal(signum, frame):
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _fail(message: str, code: int, argv: list[str]) -> None:
+    click.echo(f"gradacc: error: {message}", err=True)
+    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: its run keeps the reason
+        from gradacc.tracking.runs import note_launcher_failure
+        command = next((a for a in argv if not a.startswith("-")), "gradacc")
+        k = next((m.group(1) for a in argv if (m := re.fullmatch(r"--k=(\d+)", a))), None)
+        note_launcher_failure(message, failed_run_name(command, k))
+    sys.exit(code)
+
+
 def main(argv=None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    args = list(sys.argv[1:] if argv is None else argv)
+    # load_runs' hints (tracking/results.py EmptyResultWarning) are for Python users: the CLI's errors say the same
+    warnings.filterwarnings("ignore", message="load_runs: ")
     try:
-        code = cli.main(args=argv, prog_name="gradacc", standalone_mode=False)
+        code = cli.main(args=args, prog_name="gradacc", standalone_mode=False)
     except click.UsageError as err:
         hint = f" (option {err.param.opts[0]})" if isinstance(getattr(err, "param", None), click.Option) and \
             err.param.opts and err.param.opts[0] not in err.format_message() else ""
-        click.echo(f"gradacc: error: {err.format_message()}{hint}", err=True)
-        sys.exit(2)
+        _fail(f"{err.format_message()}{hint}", 2, args)
     except (GradaccError, click.ClickException) as err:
-        message = err.format_message() if isinstance(err, click.ClickException) else str(err)
-        click.echo(f"gradacc: error: {message}", err=True)
-        sys.exit(1)
+        _fail(err.format_message() if isinstance(err, click.ClickException) else str(err), 1, args)
     except (KeyboardInterrupt, click.Abort) as err:
         # click turns any KeyboardInterrupt (Terminated included) into Abort, keeping it as __context__.
         if isinstance(err, Terminated) or isinstance(err.__context__, Terminated):

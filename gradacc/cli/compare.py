@@ -5,18 +5,21 @@ from pathlib import Path
 
 import click
 
+from gradacc.cli.types import SmokeChoice
 from gradacc.names import COMPARE_OUTPUT
 
 
 @click.command("compare")
-@click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else gradacc",
-              help="MLflow experiment (name or id) whose runs are compared.")
+@click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else MLflow's Default",
+              help="MLflow experiment (name or id) whose runs are compared (under `mlflow run`: its own).")
 @click.option("--study", default="", show_default="all runs of the experiment",
               help="Only the runs of this sweep's study id (tag gradacc.study.<ID>).")
 @click.option("--output", default=COMPARE_OUTPUT, show_default=True,
               type=click.Path(file_okay=False), help="Folder for the plots, table.md, table.csv and report.html.")
-@click.option("--include-smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
-              show_default=True, help="Compare smoke runs too (kept apart from full-protocol runs).")
+@click.option("--include-smoke", type=SmokeChoice(), is_flag=False, flag_value="true", default="auto",
+              show_default=True,
+              help="true: compare smoke runs too (kept apart from full-protocol runs); false: leave them out; auto: "
+                   "the full-protocol runs, or the smoke runs where there is none.")
 def compare(experiment, study, output, include_smoke):
     """Compare the study's runs from the tracking store: table, plots and an HTML report (Parts 1-4)."""
     # mlflow, pandas and matplotlib are imported when a comparison runs, not when the CLI starts.

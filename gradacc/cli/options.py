@@ -23,7 +23,7 @@ def common_options(func):
                      help="torch CPU threads (auto = torch's default, one per physical core)."),
         click.option("--data-dir", default="", show_default="$GRADACC_DATA_DIR, else ./data",
                      help="Folder that holds cifar-10-batches-py/."),
-        click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else gradacc",
+        click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else MLflow's Default",
                      help="MLflow experiment (ignored under `mlflow run`, which chooses it)."),
         click.option("--cuda-graphs", type=click.BOOL, is_flag=False, flag_value=True, default=False,
                      help="Replay each update from a CUDA graph (Parts 2 and 3; same kernels, no Python "

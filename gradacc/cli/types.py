@@ -49,3 +49,15 @@ class KList(click.ParamType):
         if not parts:
             self.fail("give at least one k", param, ctx)
         return tuple(WholeNumber(1).convert(p, param, ctx) for p in parts)
+
+
+class SmokeChoice(click.ParamType):
+    """true, false or auto (the full-protocol runs, or the smoke runs where there is none)."""
+
+    name = "true|false|auto"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        return click.BOOL.convert(value, param, ctx)

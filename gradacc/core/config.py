@@ -62,7 +62,8 @@ class Protocol:
     def variant(self) -> str:
         """'protocol', or what departs from it, e.g. 'lr=linear,warmup=1,train=50000' (the gradacc.variant tag)."""
         default = Protocol()
-        parts = [f"lr={self.lr_scaling}" if self.lr_scaling != default.lr_scaling else "",
+        parts = [f"k={self.k}" if self.k not in DEFAULT_KS else "",
+                 f"lr={self.lr_scaling}" if self.lr_scaling != default.lr_scaling else "",
                  f"warmup={self.warmup_epochs}" if self.warmup_epochs != default.warmup_epochs else "",
                  f"epochs={self.epochs}" if self.epochs != default.epochs and not self.smoke else "",
                  f"train={self.train_size}" if self.train_size != default.train_size and not self.smoke else ""]
@@ -75,6 +76,11 @@ class Protocol:
     @property
     def updates_per_epoch(self) -> int:
         return self.train_size // self.effective_batch
+
+    @property
+    def images_dropped_per_epoch(self) -> int:
+        """The tail of the shuffled subset that fills no whole update (0 for K = 1, 2, 4, 8 on 10,240 images)."""
+        return self.train_size - self.updates_per_epoch * self.effective_batch
 
     @property
     def total_updates(self) -> int:
@@ -117,7 +123,8 @@ class Protocol:
         params["cuda_graphs"] = str(self.cuda_graphs).lower()
         params.update(effective_batch=str(self.effective_batch),
                       updates_per_epoch=str(self.updates_per_epoch),
-                      total_updates=str(self.total_updates), peak_lr=str(self.peak_lr))
+                      total_updates=str(self.total_updates), peak_lr=str(self.peak_lr),
+                      images_dropped_per_epoch=str(self.images_dropped_per_epoch))
         return params
 
 

@@ -40,6 +40,15 @@ class EpochRecord:
         if not math.isfinite(self.epoch_loss[-1]):
             raise Diverged(f"training loss is {self.epoch_loss[-1]} in epoch {epoch}")
 
+    def keep_partial(self, losses: list[torch.Tensor], divisor: int) -> None:
+        """The per-update losses of an epoch that did not end (an interrupt, an error): kept, with no epoch mean."""
+        if not losses:
+            return
+        try:
+            self.update_loss += (torch.stack(losses) / divisor).cpu().tolist()
+        except RuntimeError:  # a device that failed cannot be read; the run's own error says why
+            pass
+
     def series(self) -> dict[str, tuple[list[int], list[float]]]:
         return {"train_loss": series_from(self.epoch_loss, first_step=1),
                 "train_loss_update": series_from(self.update_loss),
@@ -60,9 +69,9 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
     model.train()
     update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs,
                          after_backward=snapshots)
+    sums: list[torch.Tensor] = []  # the epoch's loss sums stay on the device: one host read per epoch
     try:
         for epoch in range(1, protocol.epochs + 1):
-            sums = []  # loss sums stay on the device: one host read per epoch
             for _ in range(protocol.updates_per_epoch):
                 if scheduled:
                     set_lr(optimizer, protocol.lr_at(len(record.update_loss) + len(sums)))
@@ -71,10 +80,12 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
                 progress(1)
             if snapshots is not None:
                 noise.add_epoch(*snapshots.read())
-            record.end_epoch(epoch, torch.stack(sums), protocol.k)
+            losses, sums = torch.stack(sums), []
+            record.end_epoch(epoch, losses, protocol.k)
             record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
     finally:
         stream.close()
+        record.keep_partial(sums, protocol.k)
         result.series.update(record.series())
         if snapshots is not None:
             result.series.update(noise.series())

@@ -2,6 +2,8 @@
 report in a folder, logged as a `compare` run."""
 from __future__ import annotations
 
+import re
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from gradacc.analysis.report.part4 import matching_ddp
 from gradacc.core.config import DEFAULT_KS
 from gradacc.names import COMPARE, COMPARE_OUTPUT, PARTS, part_tags, study_tags
 from gradacc.study.console import say
-from gradacc.tracking.results import load_runs, load_series, resolve_experiments
+from gradacc.tracking.experiments import others_with_runs, where_else
+from gradacc.tracking.results import load_runs, load_series, resolve_experiments, smoke_choice
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
 
 
@@ -37,6 +40,9 @@ def expected_from_sweeps(runs: pd.DataFrame) -> tuple[tuple[int, ...], tuple[str
     for value in sweeps["parts"].dropna():
         parts |= {p.strip() for p in str(value).split(",") if p.strip() in PARTS}
     return tuple(sorted(ks)) or DEFAULT_KS, tuple(p for p in PARTS if p in parts) or PARTS
+
+
+OUTPUT_NAMES = ("report.html", "table.md", "table.csv", "plots")  # what write_outputs writes
 
 
 def _write(path: Path, content: str | bytes, written: list[Path]) -> None:
@@ -58,6 +64,29 @@ def check_output_folder(output_dir: Path) -> None:
     except OSError as err:
         raise CompareError(f"cannot write the comparison to {output_dir}: {err.strerror or type(err).__name__}"
                            f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+
+
+def output_folder(output_dir: str | Path, study: str | None, experiment: str) -> Path:
+    """One folder per study (or per experiment, when no study is chosen), so that no comparison overwrites
+    another's: compare-output/study-<id>/, compare-output/experiment-<name>/."""
+    label = f"study-{study}" if study else "experiment-" + re.sub(r"[^\w.-]+", "-", experiment).strip("-")
+    return Path(output_dir) / label
+
+
+def clear_previous(folder: Path) -> str | None:
+    """Removes the files of an earlier comparison in folder (only the names compare writes, so that no stale
+    plot of a setting that is gone stays beside the new ones); returns when that comparison was written."""
+    previous = [folder / name for name in OUTPUT_NAMES if (folder / name).exists()]
+    if not previous:
+        return None
+    when = datetime.fromtimestamp(max(p.stat().st_mtime for p in previous), timezone.utc)
+    try:
+        for path in previous:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    except OSError as err:
+        raise CompareError(f"cannot replace the comparison in {folder}: {err.strerror or type(err).__name__}"
+                           f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+    return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def write_outputs(sections: list[Section], series: pd.DataFrame, output_dir: Path, title: str,
@@ -95,19 +124,39 @@ def _log_compare_run(name: str, study: str | None, output_dir: Path, written: li
     print_link(run.experiment_id, run.run_id)
 
 
+def _why_nothing(exp_id: str, study: str | None, include_smoke: bool) -> str:
+    """Where the runs the user probably meant are: smoke runs left out, or another experiment."""
+    if not include_smoke:
+        smoke = load_runs(exp_id, study=study, parts=PARTS, include_smoke=True)
+        if len(smoke):
+            return f"; {len(smoke)} smoke runs are left out: --include-smoke (-P include_smoke=true) compares them"
+    return "" if study else where_else(others_with_runs([exp_id]))
+
+
 def run_compare(experiment: str | None = None, study: str | None = None,
                 output_dir: str | Path = COMPARE_OUTPUT, parent_run_id: str | None = None,
-                include_smoke: bool = False, log: bool = True) -> Path:
+                include_smoke: bool | str = "auto", log: bool = True) -> Path:
     """Compare the experiment's (or one study's) runs: print the table, write plots, table.md, table.csv and
     report.html to output_dir, log them as artifacts of a `compare` run (child of parent_run_id if given).
     Returns the report's path. Raises CompareError (a GradaccError) when there is nothing to compare."""
     study = study or None
-    output_dir = Path(output_dir)
     (exp_id, name), = resolve_experiments(experiment)
-    runs = load_runs(exp_id, study=study, parts=None, include_smoke=include_smoke, statuses=None)
-    expected_ks, expected_parts = expected_from_sweeps(runs) if study else (DEFAULT_KS, PARTS)
+    runs = load_runs(exp_id, study=study, parts=None, include_smoke=True, statuses=None)
     where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
-    sections = build_sections(runs, expected_ks, expected_parts, where=where)
+    include_smoke = smoke_choice(include_smoke)
+    if include_smoke == "auto":  # the real runs; the smoke runs where there is no real one (never both)
+        real = runs[~runs["smoke"] & runs["part"].isin(PARTS) & (runs["status"] == "FINISHED")]
+        include_smoke = real.empty and bool((runs["smoke"] & runs["part"].isin(PARTS)).any())
+        if include_smoke:
+            say(f"compare: no full-protocol runs {where}; comparing the smoke runs (tiny data: their figures "
+                "say nothing about K)")
+    if not include_smoke:
+        runs = runs[~runs["smoke"]].reset_index(drop=True)
+    expected_ks, expected_parts = expected_from_sweeps(runs) if study else (DEFAULT_KS, PARTS)
+    try:
+        sections = build_sections(runs, expected_ks, expected_parts, where=where)
+    except CompareError as err:
+        raise CompareError(str(err) + _why_nothing(exp_id, study, include_smoke)) from None
     chosen = pd.concat([s.runs for s in sections], ignore_index=True)
     series = load_series(chosen[chosen["part"].isin(["converge", "micro"])],
                          keys=LOSS_KEYS + NOISE_KEYS + ("micro_iter_ms",))
@@ -118,11 +167,14 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = (f"From experiment {name!r} (id {exp_id}){', study ' + repr(study) if study else ''}: "
               f"{len(chosen)} runs in {len(sections)} setting(s); generated {now}.")
+    output_dir = output_folder(output_dir, study, name)
+    replaced = clear_previous(output_dir)
     report, written = write_outputs(sections, series, output_dir, title, source)
     say(f"compare: {source}")
     print(tables_text(sections), end="")
     print(noise_summary_text(sections), end="")
-    say(f"compare: report {report}; plots and tables in {output_dir}")
+    say(f"compare: report {report}; plots and tables in {output_dir}"
+        + (f" (replacing the comparison written there {replaced})" if replaced else ""))
     if log:
         _log_compare_run(name, study, output_dir, written, sections, include_smoke, parent_run_id)
     return report

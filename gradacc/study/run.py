@@ -107,6 +107,8 @@ def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], 
     intro = (f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), k={protocol.k}, "
              f"effective batch {protocol.effective_batch}, {work}"
              + ("" if protocol.variant == "protocol" else f"; variant {protocol.variant}")
+             + (f"; each epoch drops {protocol.images_dropped_per_epoch} of {protocol.train_size} images (not a "
+                f"whole update)" if protocol.images_dropped_per_epoch else "")
              + (f"; noise scale {run_tags[NOISE_SCALE]}" if part == "converge" else ""))
     return measure_tracked(name, part, run_tags, given, {**protocol.as_params(), **ctx.params()}, protocol, ctx,
                            intro, lambda result, advance: RUNNERS[part](protocol, ctx, result, advance),

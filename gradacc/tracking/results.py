@@ -1,8 +1,8 @@
 """The reader: the store's runs as one typed row each, metric histories as a long table (public as gradacc.results)."""
 from __future__ import annotations
 
-import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,12 +12,12 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import TrackingError
-from gradacc.names import DEFAULT_EXPERIMENT, DEFAULT_VARIANT, FAILURE, NOISE_SCALE, PART, SMOKE, VARIANT
+from gradacc.names import DEFAULT_VARIANT, FAILURE, NOISE_SCALE, PART, SMOKE, VARIANT
 from gradacc.names import STUDY as STUDY_TAG
-from gradacc.tracking.store import bound_http_retries
+from gradacc.tracking.experiments import others_with_runs, resolve_experiments, where_else
 
-INT_PARAMS = ("k", "effective_batch", "epochs", "updates_per_epoch", "total_updates", "seed", "train_size",
-              "test_size", "micro_batch", "eval_batch", "warmup_micro_iters", "timed_micro_iters",
+INT_PARAMS = ("k", "effective_batch", "epochs", "updates_per_epoch", "total_updates", "images_dropped_per_epoch",
+              "seed", "train_size", "test_size", "micro_batch", "eval_batch", "warmup_micro_iters", "timed_micro_iters",
               "torch_threads", "workers", "warmup_epochs")
 FLOAT_PARAMS = ("lr", "momentum", "weight_decay", "peak_lr")
 STR_PARAMS = ("loader", "device", "device_type", "device_name", "cpu_model", "torch_version", "cuda_version",
@@ -37,38 +37,6 @@ STUDY_ID = re.compile(r"[\w.:-]+")
 
 def _quote(value: str) -> str:
     return "'" + str(value).replace("'", "\\'") + "'"
-
-
-def resolve_experiments(experiment: str | Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """[(id, name)] for experiment names or ids; default: the `mlflow run` run's experiment, else
-    $MLFLOW_EXPERIMENT_NAME, else $MLFLOW_EXPERIMENT_ID, else 'gradacc'."""
-    bound_http_retries()  # a dead server fails in seconds, not minutes
-    c = MlflowClient()
-    try:
-        if experiment is None:
-            run_id = os.environ.get("MLFLOW_RUN_ID")
-            if run_id:
-                exp = c.get_experiment(c.get_run(run_id).info.experiment_id)
-                return [(exp.experiment_id, exp.name)]
-            experiment = (os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID")
-                          or DEFAULT_EXPERIMENT)
-        wanted = [experiment] if isinstance(experiment, str) else list(experiment)
-        found = []
-        for ref in wanted:
-            exp = c.get_experiment_by_name(str(ref))
-            if exp is None and str(ref).isdigit():
-                try:
-                    exp = c.get_experiment(str(ref))
-                except mlflow.exceptions.MlflowException:
-                    exp = None
-            if exp is None:
-                raise TrackingError(f"no experiment named {ref!r} in the tracking store {mlflow.get_tracking_uri()}"
-                                    " (give --experiment, or set MLFLOW_EXPERIMENT_NAME)")
-            found.append((exp.experiment_id, exp.name))
-        return found
-    except mlflow.exceptions.MlflowException as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} is not usable: {first}") from None
 
 
 def _filter_string(study: str | None, parts: Sequence[str] | None, statuses: Sequence[str] | None) -> str:
@@ -157,14 +125,29 @@ def _frame(runs) -> pd.DataFrame:
     return frame
 
 
+def smoke_choice(value: bool | str) -> bool | str:
+    """True, False or "auto" from a bool or its spelling (the CLI's and MLproject's strings)."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "false", "0", "no", "auto"):
+        return "auto" if text == "auto" else text in ("true", "1", "yes")
+    raise TrackingError(f"include_smoke must be true, false or auto, got {value!r}")
+
+
+class EmptyResultWarning(UserWarning):
+    """load_runs found nothing, and knows where the runs probably are."""
+
+
 def load_runs(experiment: str | Sequence[str] | None = None, study: str | None = None,
-              parts: Iterable[str] | None = None, include_smoke: bool = False,
+              parts: Iterable[str] | None = None, include_smoke: bool | str = "auto",
               statuses: Iterable[str] | None = ("FINISHED",)) -> pd.DataFrame:
     """One typed row per run of the experiment(s) (names or ids), newest first.
 
     study: only runs tagged `gradacc.study.<study>`; parts: only these `gradacc.part` values (None: all);
-    include_smoke: keep smoke runs; statuses: run statuses to keep (None: all). Params are cast (ints,
-    floats, bools); every metric's latest value is a float column under its own name."""
+    include_smoke: True keeps smoke runs, False leaves them out; "auto" (default) gives the real runs, or the
+    smoke runs where no real run matches (never both), so that a query works right after a smoke study;
+    statuses: run statuses to keep (None: all). Params are cast (ints, floats, bools); every metric's latest
+    value is a float column under its own name."""
+    include_smoke = smoke_choice(include_smoke)
     if study is not None and not STUDY_ID.fullmatch(str(study)):
         raise TrackingError(f"study id {study!r} is not valid: use letters, digits and . _ - : only")
     parts = tuple(parts) if parts is not None else None
@@ -179,6 +162,11 @@ def load_runs(experiment: str | Sequence[str] | None = None, study: str | None =
         raise TrackingError(f"searching runs in {mlflow.get_tracking_uri()} failed: {first}") from None
     frames = [f for f in frames if len(f)]
     if not frames:
+        elsewhere = where_else(others_with_runs([exp_id for exp_id, _ in experiments]), python=True)
+        if elsewhere and not study:
+            names = ", ".join(repr(name) for _, name in experiments)
+            warnings.warn(f"load_runs: experiment {names} has no gradacc runs{elsewhere}", EmptyResultWarning,
+                          stacklevel=2)
         return tidy_runs(pd.DataFrame(columns=["run_id", "status", "start_time", "experiment_id"]))
     runs = tidy_runs(pd.concat(frames, ignore_index=True))
     keep = pd.Series(True, index=runs.index)
@@ -186,7 +174,11 @@ def load_runs(experiment: str | Sequence[str] | None = None, study: str | None =
         keep &= runs["part"].isin(parts)
     if statuses is not None:
         keep &= runs["status"].isin(statuses)
-    if not include_smoke:
+    only_smoke = not (keep & ~runs["smoke"]).any() and bool((keep & runs["smoke"]).any())
+    if include_smoke is False and only_smoke:
+        warnings.warn(f"load_runs: only smoke runs match ({int((keep & runs['smoke']).sum())}); they are left "
+                      "out unless include_smoke=True or 'auto'", EmptyResultWarning, stacklevel=2)
+    if not (include_smoke is True or (include_smoke == "auto" and only_smoke)):
         keep &= ~runs["smoke"]
     runs = runs[keep].sort_values("start_time", ascending=False, kind="stable")
     return runs.reset_index(drop=True)

@@ -15,9 +15,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
-from gradacc.names import CONFIG, DEFAULT_EXPERIMENT, SCHEMA, SCHEMA_VERSION
+from gradacc.names import CONFIG, FAILURE, PART, SCHEMA, SCHEMA_VERSION
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
-from gradacc.tracking.store import bound_http_retries, describe, store_lock
+from gradacc.tracking.store import bound_http_retries, describe
 
 UI_ADDRESS = "http://127.0.0.1:5000"
 METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -32,26 +33,6 @@ def client(tracking_uri: str | None = None) -> MlflowClient:
 def launcher_run_id() -> str | None:
     """The run that `mlflow run` created for this process, if any."""
     return os.environ.get("MLFLOW_RUN_ID") or None
-
-
-def experiment_id(name: str | None) -> str:
-    """The experiment of the `mlflow run` run; else --experiment / MLFLOW_EXPERIMENT_NAME / 'gradacc'.
-
-    The first access to the store (which creates a new one) and the experiment's creation hold the store lock."""
-    uri = mlflow.get_tracking_uri()
-    try:
-        with store_lock(uri):
-            c = client()
-            run_id = launcher_run_id()
-            if run_id:
-                return c.get_run(run_id).info.experiment_id
-            name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-            found = c.get_experiment_by_name(name)
-            return found.experiment_id if found else c.create_experiment(name)
-    except GradaccError:
-        raise
-    except Exception as err:
-        raise TrackingError(f"tracking store {uri} is not usable: {describe(err)}") from None
 
 
 def runs_link(exp_id: str, run_id: str | None = None) -> str:
@@ -239,10 +220,36 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
     except KeyboardInterrupt:
         run.end("KILLED")
         raise
-    except BaseException:
+    except BaseException as err:
+        if isinstance(err, GradaccError):  # the reason, where the UI and load_runs' `failure` column show it
+            run.set_tags({FAILURE: one_line(err)})
         run.end("FAILED")
         raise
     run.end("FINISHED")
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:4000] if text else type(err).__name__
+
+
+def note_launcher_failure(reason: str, name: str) -> None:
+    """Under `mlflow run`, a command that stopped before its own run began (a rejected option, missing data)
+    leaves MLflow's run FAILED with a random name: give it a name and the reason. Best effort: the error itself
+    is already on the terminal."""
+    run_id = launcher_run_id()
+    if not run_id:
+        return
+    try:
+        c = client()
+        tags = c.get_run(run_id).data.tags
+        new = {} if FAILURE in tags else {FAILURE: reason[:4000]}
+        if PART not in tags:  # gradacc never attached: the name is MLflow's random one
+            new["mlflow.runName"] = name
+        if new:
+            c.log_batch(run_id, tags=[RunTag(k, v) for k, v in new.items()])
+    except Exception:  # noqa: BLE001 - a store that cannot take the note has nothing more to lose
+        pass
 
 
 def print_link(exp_id: str, run_id: str | None = None) -> None:

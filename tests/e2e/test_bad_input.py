@@ -179,14 +179,20 @@ def test_run_that_fails_after_it_started(store, monkeypatch, error, code, status
 
 
 @pytest.mark.slow
-def test_mlflow_run_with_bad_parameter_ends_failed(store):
-    proc = mlflow_run("converge", {"k": "abc"}, "e2e-bad-mlproject")
+@pytest.mark.parametrize("params, name, reason", [
+    ({"k": "abc"}, "converge-failed", "Invalid value for '--k': 'abc' is not a whole number"),
+    ({"K": "4", "smoke": "true"}, "converge-k1-failed", "No such option '--K'. Did you mean '--k'?"),  # MLflow passes it as `--K 4`
+])
+def test_mlflow_run_with_bad_parameter_ends_failed(store, params, name, reason):
+    """The launcher's run gets a name and the reason, not only FAILED and a random name."""
+    proc = mlflow_run("converge", params, "e2e-bad-mlproject")
     assert proc.returncode != 0
-    assert "gradacc: error: Invalid value for '--k': 'abc' is not a whole number" in proc.stderr
+    assert f"gradacc: error: {reason}" in proc.stderr
     assert "Traceback" not in proc.stderr
     run = store["client"].get_run(launched_run_id(proc.stderr))
-    assert run.info.status == "FAILED"
-    assert run.data.params["k"] == "abc"
+    assert run.info.status == "FAILED" and run.info.run_name == name
+    assert reason in run.data.tags["gradacc.failure"]
+    assert run.data.params.get("k") == params.get("k", "1")
     assert running(store) == []
 
 

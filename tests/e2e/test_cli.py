@@ -68,7 +68,7 @@ def converge(store):
     return result, new[0]
 
 
-def check_common(store, run, part: str, k: int, updates: int, experiment: str = "gradacc"):
+def check_common(store, run, part: str, k: int, updates: int, experiment: str = "Default"):
     client = store["client"]
     assert run.info.status == "FINISHED"
     assert run.info.run_name == f"{part}-k{k}-smoke"

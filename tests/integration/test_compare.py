@@ -28,7 +28,7 @@ from gradacc.cli.compare import compare
 from gradacc.core.config import RESNET18_PARAMS
 from gradacc.core.errors import GradaccError
 from gradacc.study.compare import expected_from_sweeps, run_compare
-from gradacc.tracking.results import load_runs, load_series
+from gradacc.tracking.results import EmptyResultWarning, load_runs, load_series
 from tests.support.compare import SyntheticStore, fresh_store, runs_frame
 
 KS = (1, 2, 4, 8, 16)
@@ -148,9 +148,9 @@ def test_plots_and_report(sections, study, tmp_path):
 def test_run_compare_writes_and_logs(study, tmp_path, capsys):
     report = run_compare(None, "S", tmp_path / "out")
     out = capsys.readouterr().out
-    assert report == tmp_path / "out" / "report.html" and report.stat().st_size > 10_000
+    assert report == tmp_path / "out" / "study-S" / "report.html" and report.stat().st_size > 10_000
     assert "105.0 ± 7.1" in out and "no update runs for K=8" in out
-    files = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    files = {p.relative_to(report.parent).as_posix() for p in report.parent.rglob("*") if p.is_file()}
     assert {"report.html", "table.md", "table.csv", "plots/cpu-device-t2/micro_time_vs_k.png",
             "plots/cpu-torchvision-t2/throughput_vs_batch.png"} <= files
     client = MlflowClient()
@@ -178,12 +178,43 @@ def test_empty_store_is_one_line(tmp_path, monkeypatch):
     SyntheticStore()
     with pytest.raises(CompareError) as err:
         run_compare(None, None, tmp_path / "out")
-    assert "no finished micro, update, converge runs to compare in experiment 'gradacc'" in str(err.value)
+    assert "no finished micro, update, converge runs to compare in experiment 'Default'" in str(err.value)
     assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
     SyntheticStore().log("converge", 1, smoke=True)
-    with pytest.raises(CompareError, match="smoke runs are left out"):
+    with pytest.raises(CompareError, match="1 smoke runs are left out: --include-smoke"):
         run_compare(None, None, tmp_path / "out")
     assert run_compare(None, None, tmp_path / "out", include_smoke=True, log=False).exists()
+
+
+def test_runs_in_another_experiment_are_named_in_the_error(tmp_path, monkeypatch):
+    """A store from before runs shared MLflow's default experiment: the error says where the runs are."""
+    fresh_store(tmp_path, monkeypatch)
+    SyntheticStore("gradacc").log("converge", 1)
+    with pytest.raises(CompareError, match="gradacc runs are in experiment 'gradacc': select it with "
+                                           "--experiment 'gradacc'"):
+        run_compare(None, None, tmp_path / "out")
+    with pytest.warns(EmptyResultWarning, match=r"load_runs\(experiment='gradacc'\)"):
+        assert load_runs().empty
+    assert len(load_runs("gradacc")) == 1
+
+
+def test_each_comparison_has_its_own_folder(tmp_path, monkeypatch, capsys):
+    fresh_store(tmp_path, monkeypatch)
+    store = SyntheticStore()
+    for k in KS[:2]:
+        store.log("converge", k, studies=("A",))
+    store.log("converge", 1, studies=("B",))
+    a = run_compare(None, "A", tmp_path / "out", log=False)
+    b = run_compare(None, "B", tmp_path / "out", log=False)
+    whole = run_compare(None, None, tmp_path / "out", log=False)
+    assert [a, b, whole] == [tmp_path / "out" / f / "report.html" for f in ("study-A", "study-B",
+                                                                             "experiment-Default")]
+    assert "replacing" not in capsys.readouterr().err
+    stale = a.parent / "plots" / "stale.png"
+    stale.write_bytes(b"")
+    assert run_compare(None, "A", tmp_path / "out", log=False) == a
+    assert "(replacing the comparison written there 20" in capsys.readouterr().err
+    assert not stale.exists() and a.exists() and b.exists()
 
 
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
@@ -191,7 +222,7 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     from gradacc import cli as cli_module
     fresh_store(tmp_path, monkeypatch)
     monkeypatch.setitem(cli_module.cli.commands, "compare", compare)
-    for args, message in ((["--experiment", "nowhere"], "no experiment named 'nowhere'"),
+    for args, message in ((["--experiment", "nowhere"], "no experiment 'nowhere'"),
                           (["--output", str(tmp_path / "o")], "no finished micro, update, converge runs")):
         SyntheticStore()
         with pytest.raises(SystemExit) as exit_:
@@ -213,7 +244,7 @@ def test_cli_command(study, tmp_path):
     result = CliRunner().invoke(compare, ["--study", "S", "--output", str(tmp_path / "cli"),
                                           "--include-smoke", "false"], catch_exceptions=False)
     assert result.exit_code == 0 and "105.0 ± 7.1" in result.output
-    assert (tmp_path / "cli" / "report.html").exists()
+    assert (tmp_path / "cli" / "study-S" / "report.html").exists()
     assert isinstance(compare, click.Command) and compare.name == "compare"
 
 

@@ -157,6 +157,10 @@ def test_linear_scaling_with_warmup_schedule():
     assert p.variant == "lr=linear,warmup=1" and Protocol(k=8).variant == "protocol"
     assert Protocol(k=2, train_size=50_000, epochs=3).variant == "epochs=3,train=50000"
     assert Protocol(k=2, smoke=True, epochs=1, train_size=1024).variant == "protocol"
+    # K outside 1, 2, 4, 8 is a variant, and says what each epoch leaves out: 10,240 = 53 * 192 + 64
+    k3 = Protocol(k=3)
+    assert (k3.variant, k3.updates_per_epoch, k3.images_dropped_per_epoch) == ("k=3", 53, 64)
+    assert k3.as_params()["images_dropped_per_epoch"] == "64" and Protocol(k=8).images_dropped_per_epoch == 0
     assert p.as_params()["peak_lr"] == "0.4" and p.as_params()["lr"] == "0.1"
     for bad, match in (({"warmup_epochs": 1}, "needs --lr-scaling linear"), ({"train_size": 50_001}, "50,000"),
                        ({"lr_scaling": "sqrt"}, "lr_scaling"), ({"lr_scaling": "linear", "warmup_epochs": 6},
@@ -188,7 +192,7 @@ def test_cli_tags_the_variant_and_says_why_k1_has_no_noise_scale(tiny_cifar, tra
     assert result.code == 0, result.err
     assert "noise scale unavailable: K=1 has one gradient per update" in result.err
     assert "variant lr=linear,warmup=1" in result.err
-    run, = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("gradacc").experiment_id])
+    run, = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("Default").experiment_id])
     assert run.data.tags["gradacc.variant"] == "lr=linear,warmup=1"
     assert run.data.tags["gradacc.noise_scale"].startswith("unavailable: K=1")
     params = run.data.params

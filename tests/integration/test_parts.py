@@ -232,6 +232,28 @@ def test_converge_stops_on_divergence_and_keeps_what_it_measured(ctx, monkeypatc
     assert result.series["test_accuracy_epoch"] == ([], []) and result.summaries == {}
 
 
+@pytest.mark.parametrize("noise_scale", ["off", "auto"])
+def test_interrupted_converge_keeps_every_loss_it_computed(ctx, monkeypatch, noise_scale):
+    """Ctrl-C in epoch 2 after 5 of 8 updates: the 4 losses of epoch 1 and the 1 of epoch 2 are all kept."""
+    monkeypatch.setattr(converge, "build_model", lambda seed, device: TinyNet())
+    protocol, result = Protocol(k=4, micro_batch=8, train_size=128, test_size=64, epochs=3,
+                                noise_scale=noise_scale), Result("converge")
+    done = []
+
+    def progress(n):
+        done.append(n)
+        if len(done) == 5:
+            raise KeyboardInterrupt()
+
+    with pytest.raises(KeyboardInterrupt):
+        run_converge(protocol, ctx, result, progress)
+    steps, losses = result.series["train_loss_update"]
+    assert steps == [0, 1, 2, 3, 4] and all(math.isfinite(v) for v in losses)
+    assert result.series["train_loss"] == ([1], [pytest.approx(np.mean(losses[:4]))])  # no mean of a partial epoch
+    if noise_scale == "off":
+        assert result.series["update_time_s"][0] == [0, 1, 2, 3, 4]
+
+
 def test_build_model_depends_on_the_seed_alone():
     torch.manual_seed(123)
     a = build_model(42, torch.device("cpu"))

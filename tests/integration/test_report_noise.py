@@ -105,8 +105,9 @@ def test_compare_over_a_store_shows_noise_and_variant(tmp_path, monkeypatch, cap
                 store.client.log_batch(run_id, metrics=[Metric("noise_scale_simple_epoch", 100.0 * e, 0, e)
                                                         for e in range(1, 6)]
                                        + [Metric("noise_scale_simple_final", 500.0, 0, 0)])
-    report = run_compare(output_dir=tmp_path / "out", log=False).read_text()
+    path = run_compare(output_dir=tmp_path / "out", log=False)
+    report = path.read_text()
     assert report.count("Part 3, why: the gradient noise scale") == 2
     assert "K=2: 100, 200, 300, 400, 500" in report and "Variants beside the protocol" in report
-    assert (tmp_path / "out" / "plots").is_dir()
+    assert path == tmp_path / "out" / "experiment-Default" / "report.html" and (path.parent / "plots").is_dir()
     assert "gradient noise scale B_simple, last epoch (images): K=2 500" in capsys.readouterr().out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from gradacc.core.errors import TrackingError
 from gradacc.tracking.results import SERIES_COLUMNS, load_runs, load_series
@@ -78,12 +79,15 @@ def test_study_and_part_filters(store):
 
 def test_experiment_by_name_id_or_environment(store, monkeypatch):
     s, ids = store
-    assert set(load_runs(s.exp_id)["run_id"]) == set(load_runs("gradacc")["run_id"])
+    assert set(load_runs(s.exp_id)["run_id"]) == set(load_runs("Default")["run_id"]) == set(load_runs()["run_id"])
     assert set(load_runs("other")["run_id"]) == {ids["other"]}
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "other")
     assert set(load_runs()["run_id"]) == {ids["other"]}
-    assert len(load_runs(["gradacc", "other"])) == len(load_runs("gradacc")) + 1
-    with pytest.raises(TrackingError, match="no experiment named 'missing'"):
+    assert len(load_runs(["Default", "other"])) == len(load_runs("Default")) + 1
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", MlflowClient().get_experiment_by_name("other").experiment_id)
+    assert set(load_runs()["run_id"]) == {ids["other"]}
+    with pytest.raises(TrackingError, match="no experiment 'missing'"):
         load_runs("missing")
     with pytest.raises(TrackingError, match="study id"):
         load_runs(study="a'b")

@@ -91,7 +91,7 @@ def part_metrics(part: str, k: int, total_updates: int, epochs: int, micro_ms: f
 class SyntheticStore:
     """Logs runs into one experiment; every run starts one minute after the previous (newest = last logged)."""
 
-    def __init__(self, experiment: str = "gradacc"):
+    def __init__(self, experiment: str = "Default"):  # MLflow's default experiment, where load_runs() looks
         self.client = MlflowClient()
         found = self.client.get_experiment_by_name(experiment)
         self.exp_id = found.experiment_id if found else self.client.create_experiment(experiment)

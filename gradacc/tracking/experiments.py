@@ -1,0 +1,91 @@
+"""The one experiment resolver, for the writers and the reader alike, so that runs made by `mlflow run` and by
+the CLI land together and are found with no flag. It follows MLflow's own order: the `mlflow run` run's
+experiment; else the name or id given; else $MLFLOW_EXPERIMENT_NAME (created when writing, as MLflow does), else
+$MLFLOW_EXPERIMENT_ID; else MLflow's default experiment (id 0, 'Default')."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from gradacc.core.errors import GradaccError, TrackingError
+from gradacc.names import DEFAULT_EXPERIMENT_ID, PART
+from gradacc.tracking.store import bound_http_retries, describe, store_lock
+
+NAME_ENV, ID_ENV = "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"
+HOW_TO_CHOOSE = f"give --experiment, or set {NAME_ENV} (under `mlflow run`: --experiment-name)"
+
+
+def _by_ref(c: MlflowClient, ref: str):
+    """An experiment by name, else by id (ids are digits on every store MLflow ships)."""
+    exp = c.get_experiment_by_name(ref)
+    if exp is None and ref.isdigit():
+        try:
+            exp = c.get_experiment(ref)
+        except mlflow.exceptions.MlflowException:
+            exp = None
+    return exp
+
+
+def _resolve_one(c: MlflowClient, ref: str | None, create: bool) -> tuple[str, str]:
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if ref is None and run_id:
+        exp = c.get_experiment(c.get_run(run_id).info.experiment_id)
+        return exp.experiment_id, exp.name
+    from_env = ref is None and os.environ.get(NAME_ENV)
+    ref = ref or os.environ.get(NAME_ENV) or os.environ.get(ID_ENV) or DEFAULT_EXPERIMENT_ID
+    exp = c.get_experiment_by_name(ref) if from_env else _by_ref(c, str(ref))
+    if exp is None and create and not str(ref).isdigit():
+        return c.create_experiment(str(ref)), str(ref)
+    if exp is None:
+        raise TrackingError(f"no experiment {ref!r} in the tracking store {mlflow.get_tracking_uri()} "
+                            f"({HOW_TO_CHOOSE})")
+    return exp.experiment_id, exp.name
+
+
+def resolve_experiments(experiment: str | Sequence[str] | None = None, create: bool = False) -> list[tuple[str, str]]:
+    """[(id, name)] for experiment names or ids, or the default one (module docstring). create: make a named
+    experiment that does not exist yet (writers); readers get a TrackingError that says how to choose one."""
+    bound_http_retries()  # a dead server fails in seconds, not minutes
+    uri = mlflow.get_tracking_uri()
+    refs = [None] if experiment is None else [experiment] if isinstance(experiment, str) else list(experiment)
+    try:
+        with store_lock(uri):  # the first access creates a sqlite store: one process at a time
+            c = MlflowClient()
+            return [_resolve_one(c, None if ref is None else str(ref), create) for ref in refs]
+    except GradaccError:
+        raise
+    except Exception as err:
+        raise TrackingError(f"tracking store {uri} is not usable: {describe(err)}") from None
+
+
+def experiment_id(name: str | None) -> str:
+    """The experiment a new run goes to (created if it is named and missing)."""
+    (exp_id, _name), = resolve_experiments(name, create=True)
+    return exp_id
+
+
+def others_with_runs(exclude_ids: Sequence[str]) -> list[str]:
+    """Names of the other active experiments that hold gradacc runs (for an error that says where runs are)."""
+    try:
+        c = MlflowClient()
+        names = []
+        for exp in c.search_experiments():
+            if exp.experiment_id in exclude_ids:
+                continue
+            if c.search_runs([exp.experiment_id], filter_string=f"tags.`{PART}` LIKE '%'", max_results=1):
+                names.append(exp.name)
+        return names
+    except Exception:  # only a hint: a store that cannot answer it has already said so elsewhere
+        return []
+
+
+def where_else(names: Sequence[str], python: bool = False) -> str:
+    """' gradacc runs are in experiment 'x': --experiment x' (or load_runs(experiment=...)), or ''."""
+    if not names:
+        return ""
+    listed = ", ".join(repr(n) for n in names)
+    how = f"load_runs(experiment={names[0]!r})" if python else f"--experiment {names[0]!r} or {NAME_ENV}={names[0]!r}"
+    return f"; gradacc runs are in experiment {listed}: select it with {how}"
