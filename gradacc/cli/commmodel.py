@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from gradacc.cli.types import SmokeChoice, WholeNumber
 from gradacc.names import COMMMODEL_OUTPUT
 
 
@@ -24,17 +25,35 @@ class OptionalNumber(click.ParamType):
         return number
 
 
+class PerGpu(WholeNumber):
+    """'auto' or a positive whole number. 'auto' becomes None, one per GPU, resolved by the model against
+    --gpus-per-node: a type or callback cannot rely on that option having been parsed first."""
+
+    name = "auto|integer"
+
+    def __init__(self):
+        super().__init__(1)
+
+    def convert(self, value, param, ctx):
+        if value is None or str(value).strip() == "auto":
+            return None
+        return super().convert(value, param, ctx)
+
+
 @click.command("commmodel")
-@click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else gradacc",
+@click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else MLflow's Default",
               help="MLflow experiment (name or id) whose micro, converge and ddp runs feed the model.")
 @click.option("--gpus-per-node", type=click.IntRange(1), default=8, show_default=True,
               help="Workers per node for the network presets (joined inside the node by --intra).")
+@click.option("--nics-per-node", type=PerGpu(), default="auto", show_default="auto = --gpus-per-node",
+              help="Network cards per node: the gradient crosses the network split over them (auto: one per GPU, "
+                   "as in DGX/HGX nodes; 1: the whole gradient through one card).")
 @click.option("--intra", type=click.Choice(["nvlink", "pcie4", "pcie5"]), default="nvlink", show_default=True,
               help="The link between the GPUs of one node under a network preset.")
 @click.option("--latency-us", type=OptionalNumber(), default="", show_default="not given",
               help="A network link of your own: latency per ring step (us); with --bandwidth-gb-s.")
 @click.option("--bandwidth-gb-s", type=OptionalNumber(), default="", show_default="not given",
-              help="A network link of your own: bandwidth per direction in GB/s (Gb/s / 8).")
+              help="A network link of your own: bandwidth per direction and card in GB/s (Gb/s / 8).")
 @click.option("--overlap", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of the backward pass (2/3 of a micro-iteration) that hides the all-reduce.")
 @click.option("--bucket-mb", type=click.FloatRange(min=0.001), default=25.0, show_default=True,
@@ -46,11 +65,12 @@ class OptionalNumber(click.ParamType):
                    "among the converge runs.")
 @click.option("--output", default=COMMMODEL_OUTPUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the tables and plots.")
-@click.option("--include-smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
-              help="Use smoke runs too.")
-def commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
-              target_loss, output, include_smoke):
+@click.option("--include-smoke", type=SmokeChoice(), is_flag=False, flag_value="true", default="auto",
+              show_default=True, help="true: use smoke runs too; false: leave them out; auto: the full-protocol "
+                                      "runs, or the smoke runs where there is none.")
+def commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
+              max_workers, target_loss, output, include_smoke):
     """Part 4's communication and straggler model, fed by the store's runs: tables and plots, as a run."""
     from gradacc.study.commmodel import run_commmodel  # pandas, matplotlib and mlflow only when it runs
-    run_commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
-                  target_loss, output, include_smoke)
+    run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
+                  max_workers, target_loss, output, include_smoke)

@@ -21,8 +21,12 @@ def ddp(workers, **options):
 
 
 @click.command("verify")
-@click.option("--workers", type=WholeNumber(1), default=2, show_default=True,
-              help="DDP workers, compared with accumulation of K=workers.")
+# 4 by default: with 2 the sums are exact (halving is exact and two summands have one order), so neither the
+# tolerance nor the reversed-order control would see any rounding; with 3 the 1/N scale rounds differently
+# before backward (accumulation) and after it (DDP), a difference the control does not contain.
+@click.option("--workers", type=WholeNumber(1), default=4, show_default=True,
+              help="DDP workers, compared with accumulation of K=workers (a power of two from 4: rounding is "
+                   "visible and the 1/N scale exact, so the reversed-order control is the yardstick).")
 @click.option("--updates", type=WholeNumber(1), default=5, show_default=True,
               help="Updates compared (the first and the last).")
 @common_options

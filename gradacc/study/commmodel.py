@@ -23,8 +23,8 @@ class ModelError(GradaccError, RuntimeError):
     """The store lacks what the model needs (Part 1 micro runs)."""
 
 
-def build_model_outputs(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
-                        max_workers, target_loss, include_smoke):
+def build_model_outputs(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap,
+                        bucket_mb, max_workers, target_loss, include_smoke):
     """Everything the command writes, computed from the store: (rows, best, checks, inputs, links)."""
     runs = load_runs(experiment, parts=["micro", "converge", "ddp"], include_smoke=include_smoke)
     micro, converge, ddp_runs = (runs[runs["part"] == p] for p in ("micro", "converge", "ddp"))
@@ -34,7 +34,7 @@ def build_model_outputs(experiment, gpus_per_node, intra, latency_us, bandwidth_
         raise ModelError("no FINISHED micro runs in the store: the model needs Part 1's micro-iteration times "
                          "(run `gradacc micro --k 1` first)")
     extra = [cm.custom_link(latency_us, bandwidth_gb_s)] if bandwidth_gb_s else []
-    topologies = cm.preset_topologies(gpus_per_node, intra, extra)
+    topologies = cm.preset_topologies(gpus_per_node, intra, extra, nics_per_node)
     ns = list(range(1, max_workers + 1))
     rows = cm.predict(samples.seconds, samples.step_s, GRADIENT_BYTES, topologies, ns, overlap=overlap,
                       bucket_bytes=bucket_mb * 2**20)
@@ -44,17 +44,19 @@ def build_model_outputs(experiment, gpus_per_node, intra, latency_us, bandwidth_
     best["within measured"] = cm.best_workers(rows, curve, measured_only=True) if conv else {}
     checks = check_rows(ddp_runs, micro, series, GRADIENT_BYTES, latency_us, bandwidth_gb_s)
     links = [*cm.PRESETS.values(), *extra]
-    return rows, best, checks, {"samples": samples, "convergence": conv, "gradient_bytes": GRADIENT_BYTES}, links
+    inputs = {"samples": samples, "convergence": conv, "gradient_bytes": GRADIENT_BYTES,
+              "smoke": bool(runs["smoke"].any())}  # include_smoke auto: smoke runs only where there is no real one
+    return rows, best, checks, inputs, links
 
 
-def run_commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
-                  target_loss, output, include_smoke) -> Path:
+def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
+                  max_workers, target_loss, output, include_smoke) -> Path:
     """Computes the model from the store, writes its tables and plots to `output`, logs them as a run."""
     if (latency_us is None) != (bandwidth_gb_s is None):
         raise ConfigError("give both --latency-us and --bandwidth-gb-s (a link has both), or neither")
     rows, best, checks, inputs, links = build_model_outputs(
-        experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb, max_workers,
-        target_loss, include_smoke)
+        experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
+        max_workers, target_loss, include_smoke)
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     samples, conv = inputs["samples"], inputs["convergence"]
@@ -73,12 +75,16 @@ def run_commmodel(experiment, gpus_per_node, intra, latency_us, bandwidth_gb_s, 
     plots = write_model_plots(pd.DataFrame(rows), best, pd.DataFrame(checks), folder / "plots")
     print(notes + "\n" + summary_markdown(rows, best, best_measured=best_measured) + "\nReal DDP runs:\n"
           + check_markdown(checks))
-    with tracked_run(COMMMODEL, part_tags(COMMMODEL, include_smoke), experiment) as run:
-        given = {"gpus_per_node": gpus_per_node, "intra": intra, "latency_us": latency_us or "",
+    with tracked_run(COMMMODEL, part_tags(COMMMODEL, inputs["smoke"]), experiment) as run:
+        given = {"gpus_per_node": gpus_per_node, "intra": intra,
+                 "nics_per_node": "auto" if nics_per_node is None else nics_per_node, "latency_us": latency_us or "",
                  "bandwidth_gb_s": bandwidth_gb_s or "", "overlap": overlap, "bucket_mb": bucket_mb,
                  "max_workers": max_workers, "target_loss": "auto" if target_loss is None else target_loss,
                  "output": output, "include_smoke": str(include_smoke).lower()}
-        run.log_params({k: str(v) for k, v in given.items()}, {"gradient_bytes": str(inputs["gradient_bytes"])})
+        # auto is logged as given, the card count it resolved to as nics_per_node_resolved
+        resolved = {"gradient_bytes": inputs["gradient_bytes"],
+                    "nics_per_node": gpus_per_node if nics_per_node is None else nics_per_node}
+        run.log_params({k: str(v) for k, v in given.items()}, {k: str(v) for k, v in resolved.items()})
         run.log_metrics({}, {f"best_workers.{name.split(' (')[0]}": b["workers"] for name, b in best.items()})
         run.log_files({}, writers=[copies_of([*(folder / n for n in files), *plots.values()], folder)])
     say(f"commmodel: tables and plots in {folder}")

@@ -1,10 +1,11 @@
-"""`gradacc commmodel` end to end on a store of synthetic micro, converge and ddp runs: tables, plots, its run."""
+"""`gradacc commmodel` end to end on a store of synthetic micro, converge and ddp runs: tables, plots, its run;
+the network cards per node reaching the model."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.support.e2e import assert_one_error_line, run_cli
+from tests.support.e2e import all_runs, assert_one_error_line, run_cli
 
 SETTING = {"device_type": "cpu", "device_name": "Test CPU", "loader": "device", "epochs": "2", "micro_batch": "64",
            "train_size": "1280", "test_size": "256", "lr": "0.1", "momentum": "0.9", "weight_decay": "0.0005",
@@ -51,11 +52,29 @@ def test_commmodel_writes_tables_plots_and_a_run(model_store, tmp_path):
     assert "ddp-w2" in check and "calibrated" not in check  # the given link, not the run's own busbw
     assert "Gb/s" in (out / "presets.md").read_text()
     client = MlflowClient()
-    exp = client.get_experiment_by_name("gradacc")
-    run, = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("gradacc.part") == "commmodel"]
+    run, = [r for r in all_runs(client) if r.data.tags.get("gradacc.part") == "commmodel"]
     assert run.info.status == "FINISHED" and run.data.params["gradient_bytes"] == str(4 * 11_181_642)
+    assert "InfiniBand NDR (8/node on NVLink 4, 8 NICs/node)" in table  # default: one card per GPU
+    assert (run.data.params["nics_per_node"], run.data.params["nics_per_node_resolved"]) == ("auto", "8")
     assert any(key.startswith("best_workers.") for key in run.data.metrics)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"table.md", "check.md", "plots"}
+
+
+def test_nics_per_node_reaches_the_network_term(model_store, tmp_path):
+    """4 GPUs per node, N=8 on InfiniBand NDR: a ring of 4 on NVLink 4 (1 us, 450 GB/s), then 2 nodes on NDR
+    (5 us, 50 GB/s), 3 buckets; the 44,726,568-byte gradient through 1 card, or split over 4 (auto)."""
+    import pandas as pd
+    grad = 44_726_568
+    intra = 2 * 3 * 1e-6 * 3 + 2 * 3 / 4 * grad / 450e9
+    for given, cards in (("1", 1), ("auto", 4)):
+        out = tmp_path / given
+        result = run_cli(["commmodel", "--output", out, "--max-workers", "8", "--gpus-per-node", "4",
+                          "--nics-per-node", given])
+        assert result.code == 0, result.err
+        rows = pd.read_csv(out / "commmodel.csv")
+        name = f"InfiniBand NDR (4/node on NVLink 4, {cards} NIC{'s' if cards > 1 else ''}/node)"
+        ndr = rows[(rows["interconnect"] == name) & (rows["workers"] == 8)]["allreduce_s"]
+        assert ndr.tolist() == [pytest.approx(intra + 2 * 1 * 5e-6 * 3 + grad / cards / 50e9, rel=1e-9)], name
 
 
 def test_commmodel_without_micro_runs_is_one_line(tracking_store, tmp_path):
@@ -69,3 +88,10 @@ def test_a_link_needs_latency_and_bandwidth(tracking_store, tmp_path):
     result = run_cli(["commmodel", "--latency-us", "5", "--output", tmp_path / "cm"])
     assert result.code == 1
     assert_one_error_line(result, "give both --latency-us and --bandwidth-gb-s")
+
+
+@pytest.mark.parametrize("value, contains", [("0", "0 is below the minimum of 1"), ("two", "not a whole number")])
+def test_nics_per_node_is_auto_or_a_count(value, contains, tracking_store, tmp_path):
+    result = run_cli(["commmodel", "--nics-per-node", value, "--output", tmp_path / "cm"])
+    assert result.code == 2
+    assert_one_error_line(result, contains)

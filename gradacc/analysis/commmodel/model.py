@@ -55,24 +55,33 @@ def custom_link(latency_us: float, bandwidth_gb_s: float, kind: str = "network")
 
 @dataclass(frozen=True)
 class Topology:
-    """GPUs per node joined by `intra`, nodes joined by `network` (hierarchical: ring in, ring across)."""
+    """GPUs per node joined by `intra`, nodes joined by `network` (hierarchical: ring in, ring across), through
+    `nics_per_node` network cards per node (None: one per GPU, as in DGX/HGX nodes)."""
 
     name: str
     intra: Link | None
     network: Link | None
     gpus_per_node: int  # a topology with no network puts every worker in one node
+    nics_per_node: int | None = None
+
+    @property
+    def nics(self) -> int:
+        return self.gpus_per_node if self.nics_per_node is None else self.nics_per_node
 
 
-def preset_topologies(gpus_per_node: int = 8, intra: str = "nvlink", extra: list[Link] = ()) -> list[Topology]:
+def preset_topologies(gpus_per_node: int = 8, intra: str = "nvlink", extra: list[Link] = (),
+                      nics_per_node: int | None = None) -> list[Topology]:
     """An intra-node preset alone: all N on that fabric. A network preset: `gpus_per_node` per node on `intra`,
-    nodes on the network."""
+    nodes on the network through `nics_per_node` cards each (None: one per GPU)."""
     inside = PRESETS[intra]
+    nics = gpus_per_node if nics_per_node is None else nics_per_node
     out = []
     for link in [*PRESETS.values(), *extra]:
         if link.kind == "intra":
             out.append(Topology(f"{link.name} (all N on it)", link, None, 10**9))
         else:
-            out.append(Topology(f"{link.name} ({gpus_per_node}/node on {inside.name})", inside, link, gpus_per_node))
+            out.append(Topology(f"{link.name} ({gpus_per_node}/node on {inside.name}, {nics} NIC"
+                                f"{'s' if nics > 1 else ''}/node)", inside, link, gpus_per_node, nics))
     return out
 
 
@@ -97,13 +106,14 @@ def ring_allreduce_s(size_bytes: float, workers: int, link: Link, messages: int 
 def allreduce_s(gradient_bytes: float, workers: int, topology: Topology,
                 bucket_bytes: float = DDP_BUCKET_BYTES) -> float:
     """Hierarchical all-reduce: reduce-scatter and all-gather inside each node (one ring, 2(g-1) steps), an
-    all-reduce across nodes in between (the node's whole gradient over its network link)."""
+    all-reduce across nodes in between. The node's gradient crosses the network split over its cards: one ring
+    per card, in parallel, each on S / cards (each pays the latency, so alpha is not divided)."""
     buckets = bucket_count(gradient_bytes, bucket_bytes)
     per_node = min(workers, topology.gpus_per_node)
     nodes = math.ceil(workers / topology.gpus_per_node)
     total = ring_allreduce_s(gradient_bytes, per_node, topology.intra, buckets) if topology.intra else 0.0
     if nodes > 1:
-        total += ring_allreduce_s(gradient_bytes, nodes, topology.network, buckets)
+        total += ring_allreduce_s(gradient_bytes / topology.nics, nodes, topology.network, buckets)
     return total
 
 

@@ -50,4 +50,6 @@ def presets_markdown(links) -> str:
     return ("| key | link | bandwidth used (GB/s per direction) | as stated | latency us | source |\n"
             "|---|---|---|---|---|---|\n" + "".join(
                 f"| {x.key} | {x.name} | {x.bandwidth_gb_s:g} | {x.stated} | {x.latency_s * 1e6:g} | {x.source} |\n"
-                for x in links) + f"\nGB/s = 1e9 bytes/s; Gb/s = 1e9 bits/s = GB/s / 8; {LATENCY_NOTE}.\n")
+                for x in links) + f"\nGB/s = 1e9 bytes/s; Gb/s = 1e9 bits/s = GB/s / 8; a network's bandwidth is per "
+                                  f"card (port), and a node's gradient crosses the network split over its cards "
+                                  f"(--nics-per-node, default one per GPU); {LATENCY_NOTE}.\n")

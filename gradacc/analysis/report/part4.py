@@ -48,7 +48,8 @@ def model_sentences(runs: pd.DataFrame, series: pd.DataFrame) -> list[str]:
            f"computes one micro-batch per update, taken as the slowest of N draws from the {len(samples.seconds)} "
            "micro-iterations measured "
            f"here (mean {_ms(samples.seconds.mean())}), plus the optimizer step ({_ms(samples.step_s)}), plus the "
-           "all-reduce over a two-level topology (8 GPUs per node on NVLink where a network joins nodes)."]
+           "all-reduce over a two-level topology (8 GPUs per node on NVLink where a network joins nodes, through one "
+           "network card per GPU, as in DGX/HGX nodes: each card carries an eighth of the gradient)."]
     for n in SHOWN_NS:
         parts = [f"{name}: {_ms(at[name, n]['update_s'])} per update, of which all-reduce "
                  f"{_ms(at[name, n]['allreduce_s'])}, efficiency {at[name, n]['efficiency'] * 100:.0f}%"
