@@ -7,6 +7,7 @@ DEFAULT_EXPERIMENT_ID = "0"  # MLflow's default experiment, 'Default': where `ml
 DEFAULT_VARIANT = "protocol"  # the `gradacc.variant` of a run that follows the protocol
 
 PARTS = ("micro", "update", "converge")  # the measuring parts, in the order a study runs them
+DEFAULT_PARTS = ("micro", "converge")  # a study's default: converge runs also give Part 2's figures
 DDP, SWEEP, COMPARE, COMMMODEL, VERIFY = "ddp", "sweep", "compare", "commmodel", "verify"
 
 # Tag keys

@@ -50,8 +50,9 @@ def _gradacc_results(uri: str, study: str, smoke: bool) -> tuple[dict[int, dict]
 
 
 def bench_end_to_end(data_root: Path, ks: tuple[int, ...], protocol: Protocol, threads: int,
-                     device: str) -> tuple[Line, str]:
-    """Returns the line (gradacc's wall against the reference's) and a per-K table of both sides' results.
+                     device: str) -> tuple[list[Line], str]:
+    """Returns the lines (gradacc's wall against the reference's; the study's overhead: its wall minus what its
+    runs measured, against its wall) and a per-K table of both sides' results.
     Both sides run `protocol`'s sizes, epochs and seed (the smoke protocol's too, for the tests)."""
     if not REFERENCE.is_file():
         raise GradaccError(f"bench: the reference script {REFERENCE} is not there (it ships with the package)")
@@ -63,8 +64,8 @@ def bench_end_to_end(data_root: Path, ks: tuple[int, ...], protocol: Protocol, t
         ours = _run([sys.executable, "-m", "gradacc", "sweep", "--ks", klist, "--epochs", str(epochs),
                      "--seed", str(seed), "--threads", str(threads), "--device", device, "--data-dir",
                      str(data_root), "--study", "bench", "--force", "true", "--output", str(Path(tmp) / "out"),
-                     "--smoke", str(protocol.smoke).lower(), "--cuda-graphs", str(protocol.cuda_graphs).lower(),
-                     "--parts", "micro,converge", "--noise-scale", "off"],  # the cheapest full study
+                     "--smoke", str(protocol.smoke).lower(), "--cuda-graphs", str(protocol.cuda_graphs).lower()],
+                    # the default main job's parts and noise scale: one training pass per K
                     env, "gradacc sweep", tmp)
         ref_json = Path(tmp) / "reference.json"
         theirs = _run([sys.executable, str(REFERENCE), "--data-dir", str(data_root), "--ks", klist, "--epochs",
@@ -83,11 +84,14 @@ def bench_end_to_end(data_root: Path, ks: tuple[int, ...], protocol: Protocol, t
         rows.append(f"{k:<2} reference  {b.get('micro_iter_ms', float('nan')):8.2f}  "
                     f"{b.get('update_time_s', float('nan')):8.4f}  {b.get('train_loss', [float('nan')])[-1]:10.3f}"
                     f"  {b.get('test_accuracy', float('nan')):10.1f}")
-    goal = "<= 0.8" if device == "cpu" else "<= 0.2"  # >= 5x faster on a GPU
+    goal = "<= 0.5" if device == "cpu" else "<= 0.2"  # >= 5x faster on a GPU
     line = Line("end to end, the study", "gradacc", ours, "seeds' reference", theirs, "s", goal=goal,
-                note=f"K={klist}, {epochs} epoch(s), {threads} torch threads, {device}; gradacc: micro and "
-                     "converge runs (which time the updates)" + (", updates replayed from CUDA graphs" if
-                                                                  protocol.cuda_graphs else "") +
-                     f"; reference: micro, update and converge runs. Of gradacc's {ours:.1f} s, its runs "
-                     f"measured for {measuring_s:.1f} s; the rest is start-up, data, tracking and compare")
-    return line, "\n".join(rows)
+                note=f"K={klist}, {epochs} epoch(s), {threads} torch threads, {device}; gradacc: the default main "
+                     "job (micro and converge runs; the converge runs time the updates and, for K >= 2, measure "
+                     "the noise scale)" + (", updates replayed from CUDA graphs" if protocol.cuda_graphs else "")
+                     + "; reference: micro, update and converge runs, no noise scale")
+    overhead = Line("the study's overhead", "wall minus the runs' own time", ours - measuring_s, "wall", ours, "s",
+                    goal="<= 0.15" if device == "cuda" else "",
+                    note=f"of gradacc's {ours:.1f} s its runs measured for {measuring_s:.1f} s (their wall_time_s); "
+                         "the rest is start-up, data, tracking, per-run files and compare")
+    return [line, overhead], "\n".join(rows)

@@ -6,7 +6,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-LINES = ("streams", "tracking", "logging", "e2e", "graph")  # in the order `gradacc bench` runs them
+LINES = ("streams", "tracking", "logging", "noise", "e2e", "graph")  # in the order `gradacc bench` runs them
 
 
 @dataclass

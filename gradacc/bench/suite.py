@@ -11,13 +11,14 @@ from pathlib import Path
 from gradacc.bench.e2e import bench_end_to_end
 from gradacc.bench.lines import tracking_store
 from gradacc.bench.measure import bench_graph_floor, bench_logging, bench_streams, bench_tracking
+from gradacc.bench.noise import bench_noise_timing
 from gradacc.core.config import Protocol, smoke_protocol
 from gradacc.parts.context import prepare
 from gradacc.study.run import given_params
 
 
 def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
-              smoke, cuda_graphs, json_path) -> None:
+              smoke, cuda_graphs, json_path, noise_k=4, noise_updates=20, noise_pairs=3) -> None:
     """The lines in `chosen` (names from gradacc.bench.lines.LINES), each printed as it is measured; also written
     to `json_path` if given."""
     protocol = smoke_protocol(1, Protocol.seed, "device") if smoke else Protocol()
@@ -47,16 +48,19 @@ def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epoc
                 os.chdir(cwd)
     if "logging" in chosen:
         emit(bench_logging(log_values))
+    if "noise" in chosen:
+        emit(bench_noise_timing(ctx, protocol, noise_k, noise_updates, noise_pairs))
     if "graph" in chosen:
         if runtime.is_cuda:
             emit(bench_graph_floor(ctx, protocol, protocol.timed_micro_iters))
         else:
             print("micro-iteration vs CUDA-graph floor: skipped (needs CUDA)")
     if "e2e" in chosen:
-        line, table = bench_end_to_end(ctx.data_path, e2e_ks, replace(protocol, epochs=e2e_epochs,
-                                                                      cuda_graphs=cuda_graphs),
-                                       runtime.torch_threads, runtime.device.type)
-        emit(line)
+        lines, table = bench_end_to_end(ctx.data_path, e2e_ks, replace(protocol, epochs=e2e_epochs,
+                                                                       cuda_graphs=cuda_graphs),
+                                        runtime.torch_threads, runtime.device.type)
+        for line in lines:
+            emit(line)
         print(table)
     if json_path:
         Path(json_path).write_text(json.dumps([dict(asdict(r), ratio=r.ratio, met=r.met) for r in results],

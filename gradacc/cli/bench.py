@@ -35,6 +35,12 @@ def _lines(value: str) -> tuple[str, ...]:
 @click.option("--e2e-ks", type=KList(), default="1,2,4,8", show_default=True, help="K values of the end-to-end study.")
 @click.option("--log-values", type=click.IntRange(1), default=800, show_default=True,
               help="Metric values written per side of the logging line (800 = a K=1 run's updates).")
+@click.option("--noise-k", type=click.IntRange(2), default=4, show_default=True,
+              help="K of the converge runs of the noise line (with and without the noise scale).")
+@click.option("--noise-updates", type=click.IntRange(5), default=20, show_default=True,
+              help="Updates per converge run of the noise line.")
+@click.option("--noise-pairs", type=click.IntRange(1), default=3, show_default=True,
+              help="Pairs of converge runs (with, without) of the noise line, in A B B A order.")
 @click.option("--smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               help="The smoke protocol everywhere (1,024 / 256 images, 1 epoch): checks the bench, measures little.")
 @click.option("--cuda-graphs", type=click.BOOL, is_flag=False, flag_value=True, default=False,
@@ -42,9 +48,10 @@ def _lines(value: str) -> tuple[str, ...]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the lines to this JSON file.")
 def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
-          smoke, cuda_graphs, json_path):
-    """Benchmarks: data streams, tracking overhead, logging cost, end to end against the seeds' reference,
+          noise_k, noise_updates, noise_pairs, smoke, cuda_graphs, json_path):
+    """Benchmarks: data streams, tracking overhead, logging cost, Part 2's figures from a run that measures the
+    noise scale against one that does not, end to end against the seeds' reference,
     and (on CUDA) the micro-iteration against its CUDA-graph floor."""
     from gradacc.bench.suite import run_bench
     run_bench(_lines(lines), device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks,
-              log_values, smoke, cuda_graphs, json_path)
+              log_values, smoke, cuda_graphs, json_path, noise_k, noise_updates, noise_pairs)

@@ -8,17 +8,17 @@ import click
 from gradacc.cli.options import common_options, noise_option, variant_options
 from gradacc.cli.types import KList, WholeNumber
 from gradacc.core.config import DEFAULT_KS, build_protocol
-from gradacc.names import COMPARE_OUTPUT, PARTS
+from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
 
 
 def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             cuda_graphs, **variant) -> None:
+             cuda_graphs, tf32, **variant) -> None:
     from gradacc.parts.context import prepare
     from gradacc.study.run import execute, given_params
     protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs, **variant)
-    ctx = prepare([protocol], device, threads, data_dir)
+    ctx = prepare([protocol], device, threads, data_dir, tf32)
     execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, cuda_graphs, k=k,
-                                              epochs=epochs, seed=seed, **variant), experiment)
+                                              epochs=epochs, seed=seed, tf32=tf32, **variant), experiment)
 
 
 def part_command(part: str, doc: str, extra=lambda func: func) -> click.Command:
@@ -37,17 +37,18 @@ micro = part_command("micro", "Part 1: forward+backward time of one micro-batch 
 update = part_command("update", "Part 2: time of whole updates (s) and throughput (images/s), middle 60% of U "
                       "updates.")
 converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fixed budget of epochs; each "
-                        "update timed whole as in Part 2, or the gradient noise scale for K >= 2 (then no timings).",
+                        "update timed whole as in Part 2 and, for K >= 2, the gradient noise scale (its work "
+                        "taken out of the update times).",
                         noise_option)
 
 
 @click.command()
 @click.option("--ks", type=KList(), default=",".join(map(str, DEFAULT_KS)), show_default=True,
               help="Accumulation factors to run, comma-separated.")
-@click.option("--parts", "parts", default=",".join(PARTS), show_default=True,
-              help="Parts to run for each k, comma-separated (micro, update, converge). Converge runs that do "
-                   "not measure the noise scale also give Part 2's figures: micro,converge with "
-                   "--noise-scale off is the cheapest study.")
+@click.option("--parts", "parts", default=",".join(DEFAULT_PARTS), show_default=True,
+              help="Parts to run for each k, comma-separated (micro, update, converge). A converge run also "
+                   "times its updates as Part 2 does (the noise scale's work taken out), so the study needs no "
+                   "update runs; add `update` for Part 2's own runs.")
 @click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
               help="Seeds per configuration: --seed, --seed+1, ...")
 @click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
@@ -60,7 +61,7 @@ converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) 
 @variant_options
 @noise_option
 def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader, threads, data_dir, experiment,
-          cuda_graphs, smoke, **variant):
+          cuda_graphs, tf32, smoke, **variant):
     """The study: each part for each k, in one process, as child runs of one parent run. Configurations
     already measured by the same code are reused, not run again."""
     from gradacc.parts.context import prepare
@@ -75,9 +76,9 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
     protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
                  for s in range(seed, seed + repeats) for k in ks]
     check_output_folder(Path(output))  # before the measurements, not after them
-    ctx = prepare(protocols, device, threads, data_dir)
+    ctx = prepare(protocols, device, threads, data_dir, tf32)
     given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed,
-                         **variant)
+                         tf32=tf32, **variant)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
                  force=str(force).lower(), study=study, output=output)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from gradacc.cli.types import Threads, WholeNumber
-from gradacc.core.config import DEVICES, LOADERS, LR_SCALINGS, MAX_TRAIN_SIZE, NOISE_MODES, Protocol
+from gradacc.core.config import DEVICES, LOADERS, LR_SCALINGS, MAX_TRAIN_SIZE, NOISE_MODES, TF32_MODES, Protocol
 
 
 def common_options(func):
@@ -28,6 +28,9 @@ def common_options(func):
         click.option("--cuda-graphs", type=click.BOOL, is_flag=False, flag_value=True, default=False,
                      help="Replay each update from a CUDA graph (Parts 2 and 3; same kernels, no Python "
                           "launches in between). CUDA only."),
+        click.option("--tf32", type=click.Choice(TF32_MODES), default="on", show_default=True,
+                     help="CUDA on Ampere and newer: on = PyTorch's default (cuDNN convolutions may use TF32), "
+                          "off = IEEE float32 throughout. No effect on a CPU."),
         click.option("--smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
                      help="Tiny subset (1,024 train / 256 test images), one epoch: seconds on a CPU. "
                           "Tagged gradacc.smoke=true so comparisons leave it out."),
@@ -56,4 +59,4 @@ def noise_option(func):
     """converge and sweep: the gradient noise scale (gradacc/core/noise.py)."""
     return click.option("--noise-scale", type=click.Choice(NOISE_MODES), default=Protocol.noise_scale,
                         help="converge: measure the gradient noise scale B_simple (auto: for K >= 2, unless "
-                             "--cuda-graphs; such a run records no timings).")(func)
+                             "--cuda-graphs). Its work is timed apart and taken out of the update times.")(func)

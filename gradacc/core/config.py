@@ -11,6 +11,7 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 LOADERS = ("device", "torchvision")
 DEVICES = ("auto", "cuda", "cpu")
+TF32_MODES = ("on", "off")  # on: PyTorch's default (cuDNN convolutions may use TF32 on Ampere and newer)
 DEFAULT_KS = (1, 2, 4, 8)
 RESNET18_PARAMS = 11_181_642  # torchvision's resnet18(num_classes=10); tests count it from the model
 GRADIENT_BYTES = 4 * RESNET18_PARAMS  # the float32 gradient that an all-reduce carries per update

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from gradacc.core.config import DEVICES
+from gradacc.core.config import DEVICES, TF32_MODES
 from gradacc.core.errors import ConfigError
 
 
@@ -22,6 +22,7 @@ class Runtime:
     device: torch.device
     device_name: str
     torch_threads: int
+    tf32: str = "on"  # as given: on = PyTorch's default (cuDNN convolutions may use TF32), off = none
 
     @property
     def is_cuda(self) -> bool:
@@ -36,14 +37,23 @@ class Runtime:
             "torch_version": torch.__version__,
             "cuda_version": str(torch.version.cuda),
             "cudnn_deterministic": str(torch.backends.cudnn.deterministic).lower(),
+            # what "float32" meant: TF32 only where the card has it (Ampere and newer) and it was allowed
+            "tf32_conv": str(tf32_capable(self.device) and torch.backends.cudnn.allow_tf32).lower(),
+            "tf32_matmul": str(tf32_capable(self.device) and torch.backends.cuda.matmul.allow_tf32).lower(),
             "code_version": code_version(),
         }
 
 
-def resolve_runtime(device: str, threads: int | None) -> Runtime:
-    """Pick the device, set torch's CPU thread count and the protocol's determinism settings."""
+def tf32_capable(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def resolve_runtime(device: str, threads: int | None, tf32: str = "on") -> Runtime:
+    """Pick the device, set torch's CPU thread count, the protocol's determinism settings and TF32."""
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if tf32 not in TF32_MODES:
+        raise ConfigError(f"tf32 must be one of {', '.join(TF32_MODES)}, got {tf32!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine "
                           "(use --device cpu or auto)")
@@ -55,12 +65,16 @@ def resolve_runtime(device: str, threads: int | None) -> Runtime:
     # The protocol: cuDNN deterministic, benchmark off (autotuning would also make timings drift).
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    # TF32: "on" keeps PyTorch's defaults (cuDNN convolutions may use it, matmuls not: the seeds' A100 figures
+    # were made so); "off" makes every convolution and matmul IEEE float32.
+    torch.backends.cudnn.allow_tf32 = tf32 == "on"
+    torch.backends.cuda.matmul.allow_tf32 = False
     if use_cuda:
         dev = torch.device("cuda", torch.cuda.current_device())
         name = torch.cuda.get_device_name(dev)
     else:
         dev, name = torch.device("cpu"), cpu_model()
-    return Runtime(device=dev, device_name=name, torch_threads=torch.get_num_threads())
+    return Runtime(device=dev, device_name=name, torch_threads=torch.get_num_threads(), tf32=tf32)
 
 
 def cpu_model() -> str:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gradacc.core.timing import SpanTotals
+
 
 class GradientSnapshots:
     """`after_backward` hook of run_update: the squared norm of each micro-batch's gradient and of the mean.
 
     backward(loss / K) adds g_i / K into `.grad`, so micro-batch i's gradient is K * (.grad after - .grad
     before). One flat copy of the previous `.grad` stays on the device; the squared norms are summed there and
-    read to the host only by `read()` (once per epoch), so no micro-step waits on the host."""
+    read to the host only by `read()` (once per epoch), so no micro-step waits on the host. `spans` holds the
+    time of this work per update, which Part 3 subtracts from the update's timed whole."""
 
     def __init__(self, model: torch.nn.Module, k: int):
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -24,8 +27,15 @@ class GradientSnapshots:
         self._micro_sq = torch.zeros((), device=self.flat.device, dtype=self.flat.dtype)
         self._small: list[torch.Tensor] = []  # per update: mean over micro-batches of |g_i|^2
         self._big: list[torch.Tensor] = []  # per update: |mean of the g_i|^2
+        self.spans = SpanTotals(self.flat.device)
 
     def __call__(self, i: int) -> None:
+        with self.spans:
+            self._snapshot(i)
+        if i == self.k - 1:
+            self.spans.end_update()
+
+    def _snapshot(self, i: int) -> None:
         grads = [p.grad for p in self.params]
         if i == 0:  # zero_grad(set_to_none) started the update: the previous sum is zero
             torch._foreach_copy_(self.views, grads)

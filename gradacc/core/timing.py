@@ -45,6 +45,49 @@ class Timer:
         return len(self._spans)
 
 
+class SpanTotals:
+    """The time spent inside `with` blocks, summed per update (`end_update()` closes one), without synchronising.
+
+    What an update spends on work that is not the update (the noise scale's snapshots) is subtracted from its
+    timed whole. On a CPU that work runs in the host's order, so perf_counter around it is its time. On CUDA
+    a pair of events around it measures the stream's time between them: the snapshot kernels, plus any time the
+    device waited for the host to launch them, which is what the snapshots add to the update either way; no
+    synchronisation, so the update's own overlap of host and device is not disturbed."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self._open: list = []  # spans of the update in progress
+        self._updates: list[list] = []
+
+    def __enter__(self):
+        if self.cuda:
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._open.append((self._start, end))
+        else:
+            self._open.append(time.perf_counter() - self._start)
+        return False
+
+    def end_update(self) -> None:
+        self._updates.append(self._open)
+        self._open = []
+
+    def seconds(self) -> list[float]:
+        """Per update: the summed seconds of its spans (read after the device has finished them)."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [sum(s.elapsed_time(e) for s, e in spans) / 1000.0 for spans in self._updates]
+        return [float(sum(spans)) for spans in self._updates]
+
+
 class NoTimer:
     """Stands in for a Timer where nothing is measured."""
 

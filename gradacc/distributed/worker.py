@@ -34,7 +34,7 @@ def setup(job: dict, local_rank: int) -> Context:
     if cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if cuda else "gloo")
-    runtime = resolve_runtime(job["device"], job["threads"])
+    runtime = resolve_runtime(job["device"], job["threads"], job.get("tf32", "on"))
     return Context.prepare(runtime, Path(job["data_root"]), job["protocol"]["train_size"],
                            job["protocol"]["test_size"])
 

@@ -87,9 +87,9 @@ def noop(_n: int = 1) -> None:
     """Default progress callback."""
 
 
-def prepare(protocols: list[Protocol], device: str, threads, data_dir: str) -> Context:
+def prepare(protocols: list[Protocol], device: str, threads, data_dir: str, tf32: str = "on") -> Context:
     """Resolve the runtime and load the data once, for every configuration of this process."""
-    runtime = resolve_runtime(device, None if threads == "auto" else threads)
+    runtime = resolve_runtime(device, None if threads == "auto" else threads, tf32)
     if any(p.cuda_graphs for p in protocols) and not runtime.is_cuda:
         raise ConfigError(f"--cuda-graphs needs a CUDA device; this run is on {runtime.device.type}")
     root = resolve_data_dir(data_dir)

@@ -1,9 +1,10 @@
 """Part 3: convergence under the fixed epoch budget: epoch losses, per-update losses, test accuracy.
 
 Its updates are the ones an update run of the same seed makes, so it also times each one whole (as Part 2
-does) and a study gets Part 2's figures without a second pass over the data. For K >= 2 it can measure the
-gradient noise scale instead (gradacc/core/noise.py): that adds device work to every micro-step, so such a run
-records no timings."""
+does) and a study gets Part 2's figures without a second pass over the data. For K >= 2 it also measures the
+gradient noise scale (gradacc/core/noise.py): that adds work after every micro-step's backward, timed on its
+own and subtracted from the update's time (`gradacc bench`'s `noise` line checks that the figures agree with a
+run that does not measure it)."""
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ from gradacc.core.errors import Diverged
 from gradacc.core.model import build_model, build_optimizer, set_lr
 from gradacc.core.noise import NoiseRecord, measures
 from gradacc.core.snapshots import GradientSnapshots
-from gradacc.core.timing import NO_TIMER, Timer
+from gradacc.core.timing import Timer, middle_window
 from gradacc.parts.context import Context, Result, noop, series_from
 from gradacc.parts.update import update_summaries
 
@@ -64,7 +65,7 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
     measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
     snapshots = GradientSnapshots(model, protocol.k) if measure else None
     noise = NoiseRecord(protocol.micro_batch, protocol.k)
-    timer = Timer(ctx.runtime.device) if snapshots is None else NO_TIMER
+    timer = Timer(ctx.runtime.device)
     scheduled = protocol.warmup_updates > 0
     model.train()
     update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs,
@@ -87,11 +88,15 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
         stream.close()
         record.keep_partial(sums, protocol.k)
         result.series.update(record.series())
+        update_s = np.array(timer.seconds())
         if snapshots is not None:
             result.series.update(noise.series())
             result.summaries.update(noise.summaries())
-        else:
-            result.series["update_time_s"] = series_from(timer.seconds())
-    if snapshots is None:
-        result.summaries.update(update_summaries(np.array(timer.seconds()), protocol.effective_batch))
+            snapshot_s = np.array(snapshots.spans.seconds())[:len(update_s)]
+            update_s = update_s[:len(snapshot_s)] - snapshot_s  # an update cut short has no whole time
+            result.series["noise_snapshot_s"] = series_from(snapshot_s)
+        result.series["update_time_s"] = series_from(update_s)
+    result.summaries.update(update_summaries(update_s, protocol.effective_batch))
+    if snapshots is not None:
+        result.summaries["noise_snapshot_s_mean"] = float(middle_window(snapshot_s).mean())
     result.summaries.update(test_accuracy=record.epoch_acc[-1], final_train_loss=record.epoch_loss[-1])

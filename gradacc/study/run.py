@@ -40,7 +40,8 @@ def config_key(part: str, protocol: Protocol, ctx: Context) -> str:
     """What makes two runs the same measurement: part, the whole protocol, the device, threads and code version."""
     runtime = ctx.runtime.as_params()
     fields = {"part": part, **protocol.as_params(),
-              **{key: runtime[key] for key in ("device_type", "device_name", "torch_threads", "code_version")}}
+              **{key: runtime[key] for key in ("device_type", "device_name", "torch_threads", "tf32_conv",
+                                               "tf32_matmul", "code_version")}}
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

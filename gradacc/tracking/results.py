@@ -28,7 +28,7 @@ SERIES_COLUMNS = ["run_id", "part", "k", "key", "step", "value"]
 SERIES_BY_PART = {"micro": ("micro_iter_ms", "opt_step_ms"), "update": ("update_time_s",),
                   "converge": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s",
                                "noise_scale_simple", "noise_scale_simple_epoch", "grad_norm_sq_est",
-                               "grad_trace_sigma_est"),
+                               "grad_trace_sigma_est", "noise_snapshot_s"),
                   "ddp": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s", "compute_ms",
                           "allreduce_ms", "opt_step_ms")}
 HISTORY_THREADS = 4  # helps against a tracking server; on sqlite the GIL caps the gain

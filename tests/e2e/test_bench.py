@@ -25,7 +25,8 @@ def smoke_bench(tmp_path_factory):
     data = write_data_root(tmp_path_factory.mktemp("bench_data"))
     with isolated_store(tmp, data):
         result = run_cli(["bench", "--smoke", "--threads", "1", "--batches", "5", "--updates", "5",
-                          "--log-values", "20", "--e2e-ks", "2", "--json", str(tmp / "bench.json")])
+                          "--log-values", "20", "--e2e-ks", "2", "--noise-pairs", "2", "--json",
+                          str(tmp / "bench.json")])
         assert result.code == 0, result.err
         yield result, json.loads((tmp / "bench.json").read_text()), tmp
 
@@ -34,7 +35,7 @@ def test_bench_prints_every_line_with_its_ratio(smoke_bench):
     result, lines, _tmp = smoke_bench
     names = [line["name"] for line in lines]
     assert names == ["data stream, delivery", "data stream, K=1 update", "tracking overhead", "logging cost",
-                     "end to end, the study"]
+                     "Part 2 from a noise-scale run", "end to end, the study", "the study's overhead"]
     for line in lines:
         assert line["a"] > 0 and line["b"] > 0 and math.isfinite(line["ratio"])
         assert f"ratio {line['ratio']:.3f}" in result.out
@@ -42,6 +43,9 @@ def test_bench_prints_every_line_with_its_ratio(smoke_bench):
     assert "1 torch threads" in result.err  # the threads it used are printed
     tracking = lines[2]
     assert tracking["goal"] == "<= 1.01" and "fixed cost of tracking" in tracking["note"]
+    noise = lines[4]
+    assert "K=4, 4 updates per run, 2 pairs A B B A" in noise["note"] and "within the spread: " in noise["note"]
+    assert lines[5]["goal"] == "<= 0.5" and lines[6]["b"] == lines[5]["a"]  # the overhead is out of that wall
 
 
 def test_end_to_end_runs_both_sides_to_results(smoke_bench):

@@ -182,8 +182,9 @@ def test_empty_store_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
     SyntheticStore().log("converge", 1, smoke=True)
     with pytest.raises(CompareError, match="1 smoke runs are left out: --include-smoke"):
-        run_compare(None, None, tmp_path / "out")
+        run_compare(None, None, tmp_path / "out", include_smoke=False)
     assert run_compare(None, None, tmp_path / "out", include_smoke=True, log=False).exists()
+    assert run_compare(None, None, tmp_path / "out", log=False).exists()  # auto: no real run, so the smoke ones
 
 
 def test_runs_in_another_experiment_are_named_in_the_error(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from gradacc.core.config import Protocol
 from gradacc.core.engine import run_update
 from gradacc.core.errors import ConfigError
 from gradacc.core.runtime import resolve_runtime
+from gradacc.core import snapshots as snapshots_module
 from gradacc.core.snapshots import GradientSnapshots
 from gradacc.parts import converge
 from gradacc.parts.context import Context, Result
@@ -125,18 +126,54 @@ def converge_result(ctx, monkeypatch, **fields) -> Result:
     return result
 
 
-TIMING_PREFIXES = ("update_time", "micro_iter", "opt_step", "throughput")
+class FixedSpans:
+    """Stands in for Timer and SpanTotals: every `with` block lasts `seconds`; SpanTotals' end_update closes one
+    update's spans, as the real one does."""
+
+    def __init__(self, seconds):
+        self.value, self.spans, self.count = seconds, [], 0
+
+    def __call__(self, _device):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.count += 1
+        return False
+
+    def end_update(self):
+        self.spans.append(self.value * self.count)
+        self.count = 0
+
+    def seconds(self):
+        return self.spans if self.spans else [self.value] * self.count
 
 
-def test_converge_measures_the_noise_scale_for_k_2_and_records_no_timings(ctx, monkeypatch):
+def test_converge_measures_the_noise_scale_for_k_2_and_times_updates_without_it(ctx, monkeypatch):
     result = converge_result(ctx, monkeypatch, k=2)
     assert set(noise.SERIES_KEYS) <= set(result.series)
     assert result.series["noise_scale_simple_epoch"][0] in ([1, 2], [1], [2])  # NaN epochs are left out
     assert len(result.series["grad_norm_sq_est"][0]) == 2 * 128 // 16
-    assert not any(key.startswith(TIMING_PREFIXES) for key in [*result.series, *result.summaries])
+    updates = list(range(2 * 128 // 16))
+    assert result.series["update_time_s"][0] == result.series["noise_snapshot_s"][0] == updates
+    assert min(result.series["noise_snapshot_s"][1]) > 0 and min(result.series["update_time_s"][1]) > 0
     plain = converge_result(ctx, monkeypatch, k=2, noise_scale="off")
-    assert not set(noise.SERIES_KEYS) & set(plain.series)
+    assert not set(noise.SERIES_KEYS) & set(plain.series) and "noise_snapshot_s" not in plain.series
     assert plain.series["train_loss_update"] == result.series["train_loss_update"]  # measuring changes nothing
+
+
+def test_the_snapshot_time_is_taken_out_of_each_update(ctx, monkeypatch):
+    """Each update timed 0.5 s whole, its two snapshots 0.1 s each: Part 2's figure is 0.3 s."""
+    monkeypatch.setattr(converge, "Timer", FixedSpans(0.5))
+    monkeypatch.setattr(snapshots_module, "SpanTotals", FixedSpans(0.1))
+    result = converge_result(ctx, monkeypatch, k=2)
+    assert result.series["update_time_s"][1] == pytest.approx([0.3] * 16)
+    assert result.series["noise_snapshot_s"][1] == pytest.approx([0.2] * 16)
+    assert result.summaries["update_time_s_mean"] == pytest.approx(0.3)
+    assert result.summaries["noise_snapshot_s_mean"] == pytest.approx(0.2)
+    assert result.summaries["throughput_img_s"] == pytest.approx(16 / 0.3)
 
 
 def test_k1_has_no_noise_scale_and_says_why(ctx, monkeypatch):

@@ -1,0 +1,60 @@
+"""`gradacc bench`'s `noise` line: Part 2's update time from a converge run that measures the gradient noise
+scale (its snapshot time subtracted, parts/converge.py) against one that does not, the same configuration run
+side by side in this process, A B B A, so that one pass per K can give both honestly."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from gradacc.bench.lines import Line
+from gradacc.core.config import Protocol
+from gradacc.parts.context import Context, Result
+from gradacc.parts.converge import run_converge
+
+T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+
+
+def converge_update_s(ctx: Context, protocol: Protocol) -> tuple[float, float]:
+    """(update_time_s_mean, noise_snapshot_s_mean or 0) of one converge run of a fresh model."""
+    result = Result("converge")
+    run_converge(protocol, ctx, result)
+    return result.summaries["update_time_s_mean"], result.summaries.get("noise_snapshot_s_mean", 0.0)
+
+
+def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of a - b over paired repeats and the half-width of its 95% t interval."""
+    diff = a - b
+    n = len(diff)
+    if n < 2:
+        return float(diff.mean()), float("nan")
+    return float(diff.mean()), T_975.get(n - 1, 1.96) * float(diff.std(ddof=1)) / np.sqrt(n)
+
+
+def bench_noise_timing(ctx: Context, protocol: Protocol, k: int, updates: int, pairs: int) -> Line:
+    """`pairs` pairs of converge runs of `updates` updates at K=k, one with the noise scale and one without, in
+    A B B A order; the line compares their mean update times and says whether they agree within the spread."""
+    updates = min(updates, protocol.train_size // (protocol.micro_batch * k))  # the data there is (smoke: 1,024)
+    train_size = updates * protocol.micro_batch * k
+    base = replace(protocol, k=k, epochs=1, train_size=train_size, lr_scaling="none", warmup_epochs=0,
+                   cuda_graphs=False)
+    on, off = replace(base, noise_scale="on").validate(), replace(base, noise_scale="off").validate()
+    with_noise, without, snapshot = [], [], []
+    for pair in range(pairs):
+        order = (on, off) if pair % 2 == 0 else (off, on)
+        for chosen in order:
+            update_s, snapshot_s = converge_update_s(ctx, chosen)
+            if chosen is on:
+                with_noise.append(update_s)
+                snapshot.append(snapshot_s)
+            else:
+                without.append(update_s)
+    a, b = np.array(with_noise), np.array(without)
+    diff, half = difference_interval(a, b)
+    agree = "n/a (one pair)" if np.isnan(half) else ("yes" if abs(diff) <= half else "NO")
+    note = (f"K={k}, {updates} updates per run, {pairs} pairs A B B A; difference {diff * 1e3:+.2f} ms "
+            f"± {half * 1e3:.2f} ms (95% t interval of the paired differences); within the spread: {agree}. "
+            f"Snapshot time taken out: {np.mean(snapshot) * 1e3:.1f} ms per update "
+            f"({np.mean(snapshot) / (np.mean(a) + np.mean(snapshot)) * 100:.0f}% of the update with it).")
+    return Line("Part 2 from a noise-scale run", "with noise scale", float(a.mean()), "without", float(b.mean()),
+                "s", note=note)
