@@ -11,11 +11,11 @@ from gradacc.analysis.compare import Section, curves
 from gradacc.analysis.plots.noise import noise_plot
 from gradacc.analysis.plots.style import SIZE_IN, finish, k_colors, plt
 
-PLOT_FILES = {
+PLOT_FILES = {  # in the order of the study's parts, as the report shows them
     "micro_time_vs_k": "micro-iteration time vs K",
     "throughput_vs_batch": "throughput vs effective batch",
-    "loss_vs_epoch": "training loss vs epoch",
     "update_time_vs_k": "update time vs K x micro-iteration + step",
+    "loss_vs_epoch": "training loss vs epoch",
     "accuracy_vs_k": "test accuracy vs K",
     "loss_vs_updates": "training loss vs optimizer updates",
     "noise_scale_vs_epoch": "gradient noise scale B_simple over training",
@@ -28,7 +28,7 @@ def _log2_axis(ax, values, label: str) -> None:
     ax.set_xticks(values)
     ax.set_xticklabels([str(v) for v in values])
     ax.minorticks_off()
-    ax.margins(x=0.08)
+    ax.margins(x=0.1)  # room for the labels beside the first and the last point
     if len(values) == 1:  # one point: give the log axis some room
         ax.set_xlim(values[0] / 1.5, values[0] * 1.5)
     ax.set_xlabel(label)
@@ -44,24 +44,34 @@ def _rows_with(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return table[table[metric].notna()]
 
 
-def _runs_note(ax, xs, ys, ns) -> str:
-    """How many runs each point averages: in the legend when every K has the same count, else at the points."""
-    ns = [int(n) for n in ns]
-    if len(set(ns)) == 1:
+def _runs_note(ax, xs, ys, ns, names=None) -> str:
+    """How many runs each point averages: in the legend when every K has the same count, else at the points:
+    after the point's name where it has one ('K=2, n=3' above it), else above it on the side the line leaves
+    free (left where it rises, right where it falls; the plots leave room above)."""
+    ns, ys = [int(n) for n in ns], list(ys)
+    even = len(set(ns)) == 1
+    side = -1 if ys[-1] >= ys[0] else 1
+    for i, (x, y, n) in enumerate(zip(xs, ys, ns)):
+        text = ", ".join(([names[i]] if names else []) + ([] if even else [f"n={n}"]))
+        if text:
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 8) if names else (5 * side, 5),
+                        ha="center" if names else ("right" if side < 0 else "left"), va="bottom", fontsize=8,
+                        color="black" if names else "dimgray")
+    if even:
         return f", {ns[0]} runs per K, bars: std" if ns[0] > 1 else ""
-    for x, y, n in zip(xs, ys, ns):
-        ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8, color="dimgray")
     return ", bars: std"
 
 
-def _points_with_bars(table: pd.DataFrame, x: str, metric: str, part: str, label: str, color: str | None = None):
-    """A figure with the metric's mean per `x` as points, std bars and the run counts; (fig, ax, rows), or None
-    where no K has the metric."""
+def _points_with_bars(table: pd.DataFrame, x: str, metric: str, part: str, label: str, color: str | None = None,
+                      named: bool = False):
+    """A figure with the metric's mean per `x` as points, std bars and the run counts (`named`: each point
+    labelled with its K); (fig, ax, rows), or None where no K has the metric."""
     rows = _rows_with(table, metric)
     if rows.empty:
         return None
     fig, ax = plt.subplots(figsize=SIZE_IN)
-    note = _runs_note(ax, rows[x], rows[metric], rows[f"{part}_n"])
+    names = [f"K={int(k)}" for k in rows["k"]] if named else None
+    note = _runs_note(ax, rows[x], rows[metric], rows[f"{part}_n"], names)
     ax.errorbar(rows[x], rows[metric], yerr=_errors(rows, metric, part), marker="o", capsize=4, color=color,
                 label=label + note)
     return fig, ax, rows
@@ -83,12 +93,10 @@ def plot_micro_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | No
 
 def plot_throughput(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
     drawn = _points_with_bars(table, "effective_batch", "throughput_img_s", "update", "measured: 64 K / update time",
-                              "tab:green")
+                              "tab:green", named=True)
     if drawn is None:
         return None
     fig, ax, rows = drawn
-    for x, y, k in zip(rows["effective_batch"], rows["throughput_img_s"], rows["k"]):
-        ax.annotate(f"K={int(k)}", (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
     ax.set_ylim(0, rows["throughput_img_s"].max() * 1.25)
     _log2_axis(ax, rows["effective_batch"], "effective batch 64 K (images, log2)")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
@@ -110,16 +118,21 @@ def plot_update_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | N
         ax.text(0.98, 0.03, "no micro runs: no 'K x micro + step' line", transform=ax.transAxes, ha="right",
                 fontsize=8, color="dimgray")
     gaps = table[table["model_gap_pct"].notna()]
+    # each gap below right of its point, clear of the rising lines; the margins keep it off the tick labels
     for k, y, gap in zip(gaps["k"], gaps["update_time_s_mean"], gaps["model_gap_pct"]):
-        ax.annotate(f"{gap:+.0f}%", (k, y), textcoords="offset points", xytext=(8, -12), fontsize=8,
-                    color="dimgray")
+        ax.annotate(f"{gap:+.0f}%", (k, y), textcoords="offset points", xytext=(5, -4), ha="left", va="top",
+                    fontsize=8, color="dimgray")
     ax.set_yscale("log")
+    ax.margins(y=0.15)
+    low, high = ax.get_ylim()
+    if high / low < 3:  # one K, or K close in time: a span of 3x, so the legend clears the points and bars
+        ax.set_ylim(np.sqrt(low * high) / np.sqrt(3), np.sqrt(low * high) * np.sqrt(3))
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     _log2_axis(ax, table["k"], "accumulation factor K (log2)")
     ax.set_ylabel("time per update (s, log)")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")  # upper left mostly; elsewhere where one K's bars rise into that corner
     return finish(fig, ax, "Part 2: update time vs K", subtitle, path)
 
 
@@ -133,20 +146,26 @@ def plot_accuracy(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
     _log2_axis(ax, rows["k"], "accumulation factor K (log2)")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")  # where the points and their bars leave room
     return finish(fig, ax, "Part 3: test accuracy vs K", subtitle, path)
 
 
-def _per_k_lines(ax, curve: pd.DataFrame, smooth: bool = False) -> None:
+SMOOTH_SHARE = 40  # loss_vs_updates: a running mean over 1/40 of each K's updates
+
+
+def _per_k_lines(ax, curve: pd.DataFrame, smooth: bool = False) -> list[int]:
     """One line per K (mean over its runs; a std band where several); `smooth`: a centred running mean over
-    1/40 of each K's steps in bold over the raw values in faint."""
+    1/40 of each K's steps in bold over the raw values in faint, for the K with enough steps (80) to smooth.
+    Returns the K drawn smoothed."""
     colors = k_colors(curve["k"].unique())
+    smoothed = []
     for k, rows in curve.groupby("k"):
         steps, mean = rows["step"].to_numpy(), rows["mean"].to_numpy()
         n = int(rows["n"].max())
         label = f"K={k}" + (f" (mean of {n} runs)" if n > 1 else "")
-        window = max(1, len(mean) // 40)
+        window = max(1, len(mean) // SMOOTH_SHARE)
         if smooth and window > 1:
+            smoothed.append(int(k))
             ax.plot(steps, mean, color=colors[k], lw=0.6, alpha=0.3)
             ax.plot(steps, pd.Series(mean).rolling(window, center=True, min_periods=1).mean(), color=colors[k],
                     lw=1.6, label=label)
@@ -155,6 +174,7 @@ def _per_k_lines(ax, curve: pd.DataFrame, smooth: bool = False) -> None:
         sd = rows["sd"].to_numpy()
         if n > 1 and not smooth and np.isfinite(sd).any():
             ax.fill_between(steps, mean - np.nan_to_num(sd), mean + np.nan_to_num(sd), color=colors[k], alpha=0.15)
+    return smoothed
 
 
 def plot_loss_vs_epoch(curve: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
@@ -165,7 +185,7 @@ def plot_loss_vs_epoch(curve: pd.DataFrame, subtitle: str, path: Path) -> Path |
     ax.set_xticks(sorted(curve["step"].unique()))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean micro-batch training loss")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return finish(fig, ax, "Part 3: training loss vs epoch (same images for every K)", subtitle, path)
 
 
@@ -173,11 +193,16 @@ def plot_loss_vs_updates(curve: pd.DataFrame, subtitle: str, path: Path) -> Path
     if curve.empty:
         return None
     fig, ax = plt.subplots(figsize=SIZE_IN)
-    _per_k_lines(ax, curve, smooth=True)
+    smoothed = _per_k_lines(ax, curve, smooth=True)
     ax.set_xlabel("optimizer update")
     ax.set_ylabel("mean micro-batch training loss")
-    ax.legend(loc="upper right", fontsize=8, title_fontsize=7,
-              title="faint: each update; bold: running mean\nover 1/40 of the K's updates")
+    raw = sorted(set(int(k) for k in curve["k"]) - set(smoothed))
+    note = None  # only what is drawn: short runs have too few updates to smooth, and show each update alone
+    if smoothed:
+        note = f"faint: each update; bold: running mean\nover 1/{SMOOTH_SHARE} of the K's updates"
+        if raw:
+            note += f"\n(K={', '.join(map(str, raw))}: each update, too few to smooth)"
+    ax.legend(loc="best", fontsize=8, title_fontsize=7, title=note)
     return finish(fig, ax, "Part 3: training loss vs optimizer updates", subtitle, path)
 
 
@@ -189,8 +214,8 @@ def write_plots(section: Section, series: pd.DataFrame, folder: Path) -> dict[st
     made = {
         "micro_time_vs_k": plot_micro_time(table, subtitle, folder / "micro_time_vs_k.png"),
         "throughput_vs_batch": plot_throughput(table, subtitle, folder / "throughput_vs_batch.png"),
-        "loss_vs_epoch": plot_loss_vs_epoch(epoch_curve, subtitle, folder / "loss_vs_epoch.png"),
         "update_time_vs_k": plot_update_time(table, subtitle, folder / "update_time_vs_k.png"),
+        "loss_vs_epoch": plot_loss_vs_epoch(epoch_curve, subtitle, folder / "loss_vs_epoch.png"),
         "accuracy_vs_k": plot_accuracy(table, subtitle, folder / "accuracy_vs_k.png"),
         "loss_vs_updates": plot_loss_vs_updates(update_curve, subtitle, folder / "loss_vs_updates.png"),
     }

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from gradacc.analysis.plots.style import plt
+from gradacc.analysis.plots.style import plt, wrap
 
 LABELS = {
     "micro_iter_ms": ("timed micro-iteration", "forward + backward (ms)"),
@@ -17,6 +17,10 @@ LABELS = {
     "test_accuracy_epoch": ("epoch", "test accuracy (%)"),
     "compute_ms": ("update", "forward + backward without all-reduce (ms)"),
     "allreduce_ms": ("update", "gradient all-reduce (ms)"),
+    "noise_scale_simple": ("update", "B_simple (images)"),
+    "noise_scale_simple_epoch": ("epoch", "B_simple of the epoch (images)"),
+    "grad_norm_sq_est": ("update", "|G|² estimate"),
+    "grad_trace_sigma_est": ("update", "tr(Σ) estimate"),
 }
 
 
@@ -24,7 +28,9 @@ def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path:
              window: tuple[int, int] | None = None) -> Path:
     """A column of panels, one per series; `window` shades the steps that a summary averages over."""
     names = [n for n in series if series[n][0]]
-    fig, axes = plt.subplots(len(names) or 1, 1, figsize=(7, 2.6 * max(len(names), 1)), squeeze=False)
+    # constrained layout: unlike tight_layout it keeps the suptitle clear of the first panel's title
+    fig, axes = plt.subplots(len(names) or 1, 1, figsize=(7, 2.6 * max(len(names), 1)), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes[:, 0], names):
         steps, values = series[name]
         xlabel, ylabel = LABELS.get(name, ("step", name))
@@ -37,12 +43,13 @@ def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path:
             ax.axhline(mean, color="tab:red", lw=1, ls="--", label=f"mean {mean:.4g}")
             ax.legend(loc="upper right")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if max(steps) - min(steps) < 2:  # a step or two: room for whole-number ticks around them
+            ax.set_xlim(min(steps) - 1, max(steps) + 1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
+    fig.suptitle(wrap(fig, title, 12, share=0.95), fontsize=12)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,14 +12,35 @@ from gradacc.analysis.report.discussion import discussion
 from gradacc.analysis.report.noise import variants_html
 from gradacc.analysis.text import esc, html_table
 
+# The MLflow artifact viewer shows the report in an iframe 800-1000 px wide: tables shrink to fit it (a smaller
+# font, headers that break after slashes and commas, a number and its std kept together), scroll sideways inside
+# a .wide box where they cannot, and the figures fall to one column.
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 body{line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}h3{margin-bottom:.3em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em}
+.wide{max-width:100%;overflow-x:auto}
+table{border-collapse:collapse;margin:.8em 0;font-size:.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:.25em .45em}
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1em}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(480px,100%),1fr));gap:1em}
 .plots img{width:100%;border:1px solid #e3e3e3}.meta{color:#555;font-size:.92em}.missing{color:#a33}
-details{margin:1em 0}code{font-size:.95em}"""
+details{margin:1em 0}code{font-size:.95em;overflow-wrap:anywhere}"""
+# The figures in the order of the study's parts (Part 1, Part 2, Part 3, its noise scale); any other after them.
+PLOT_ORDER = ("micro_time_vs_k", "throughput_vs_batch", "update_time_vs_k", "loss_vs_epoch", "accuracy_vs_k",
+              "loss_vs_updates", "noise_scale_vs_epoch")
+
+
+def _in_part_order(plots: dict[str, Path]) -> list[tuple[str, Path]]:
+    return sorted(plots.items(), key=lambda item: PLOT_ORDER.index(item[0]) if item[0] in PLOT_ORDER
+                  else len(PLOT_ORDER))
+
+
+def _fitting(html: str) -> str:
+    """Every table in a box that scrolls sideways rather than cut off what the viewer cannot show; headers may
+    break after a slash or comma ('(micro/update/converge)', 'lr=linear,warmup=1'), by zero-width spaces."""
+    html = re.sub(r"<th>(.*?)</th>", lambda m: "<th>" + re.sub(r"([/,])(?=\S)", "\\1\u200b", m.group(1)) + "</th>",
+                  html)
+    return html.replace("<table>", "<div class=wide><table>").replace("</table>", "</table></div>")
 
 
 def _versions(runs: pd.DataFrame, column: str) -> str:
@@ -46,13 +68,14 @@ def section_html(section: Section, series: pd.DataFrame, plots: dict[str, Path])
     if runs["code_version"].nunique() > 1:
         parts.append(f"<p class=missing>These runs come from {runs['code_version'].nunique()} code versions.</p>")
     header, rows = display_rows(section.table)
+    rows = [[cell.replace(" ± ", "\u00a0±\u00a0") for cell in row] for row in rows]  # never broken apart
     parts += ["<h3>Summary (mean ± std over seeds where a K has several runs)</h3>", html_table(header, rows)]
     if section.missing:
         parts.append("<ul class=missing>" + "".join(f"<li>{esc(m)}</li>" for m in section.missing) + "</ul>")
     if plots:
         parts.append("<div class=plots>" + "".join(
             f"<img alt='{esc(name)}' src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
-            for name, path in plots.items()) + "</div>")
+            for name, path in _in_part_order(plots)) + "</div>")
     for heading, sentences in discussion(section, series).items():
         parts.append(f"<h3>{esc(heading)}</h3>" + "".join(f"<p>{esc(s)}</p>" for s in sentences))
     parts.append(_runs_html(runs))
@@ -67,7 +90,8 @@ def render_report(sections: list[Section], series: pd.DataFrame, plots: dict[str
         nav = (f"<p>{len(sections)} settings, kept apart (never averaged together):</p><ul>" + "".join(
             f"<li><a href='#{esc(s.slug)}'>{esc(s.label)}</a> ({len(s.runs)} runs)</li>" for s in sections)
             + "</ul>")
-    body = "\n".join(section_html(s, series, plots.get(s.slug, {})) for s in sections) + variants_html(sections)
+    body = _fitting("\n".join(section_html(s, series, plots.get(s.slug, {})) for s in sections)
+                      + variants_html(sections))
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1><p class=meta>{esc(source)}</p>"
             f"{nav}\n{body}\n</body></html>\n")
