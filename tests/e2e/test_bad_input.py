@@ -181,7 +181,8 @@ def test_run_that_fails_after_it_started(store, monkeypatch, error, code, status
 @pytest.mark.slow
 @pytest.mark.parametrize("params, name, reason", [
     ({"k": "abc"}, "converge-failed", "Invalid value for '--k': 'abc' is not a whole number"),
-    ({"K": "4", "smoke": "true"}, "converge-k1-failed", "No such option '--K'. Did you mean '--k'?"),  # MLflow passes it as `--K 4`
+    # MLflow passes a parameter the entry point does not declare as `--K 4`
+    ({"K": "4", "smoke": "true"}, "converge-k1-failed", "No such option '--K'. Did you mean '--k'?"),
 ])
 def test_mlflow_run_with_bad_parameter_ends_failed(store, params, name, reason):
     """The launcher's run gets a name and the reason, not only FAILED and a random name."""

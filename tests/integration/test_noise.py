@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradacc.core import noise
+from gradacc.core import snapshots as snapshots_module
 from gradacc.core.config import Protocol
 from gradacc.core.engine import run_update
 from gradacc.core.errors import ConfigError
 from gradacc.core.runtime import resolve_runtime
-from gradacc.core import snapshots as snapshots_module
 from gradacc.core.snapshots import GradientSnapshots
 from gradacc.parts import converge
 from gradacc.parts.context import Context, Result
