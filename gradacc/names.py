@@ -20,6 +20,11 @@ NOISE_SCALE = "gradacc.noise_scale"  # measured | off | unavailable: why
 FAILURE = "gradacc.failure"
 BACKEND = "gradacc.backend"
 SCHEMA = "gradacc.schema"
+NOTE = "mlflow.note.content"  # MLflow's run description, shown on the run's page and in the runs table
+
+# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says what kind it is (value checked
+# against MLflow 3.17's UI bundle): gradacc sets it on the experiments it writes to, where nothing set it before.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 COMPARE_OUTPUT = "compare-output"  # default folders of the comparison and of the Part 4 model
 COMMMODEL_OUTPUT = "commmodel-output"

@@ -82,7 +82,7 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
                  force=str(force).lower(), study=study, output=output)
 
-    def compare_study(parent_run_id: str, study_id: str) -> None:
-        run_compare(experiment, study_id, output, parent_run_id=parent_run_id, include_smoke=smoke)
+    def compare_study(parent_run_id: str, study_id: str) -> Path:
+        return run_compare(experiment, study_id, output, parent_run_id=parent_run_id, include_smoke=smoke)
 
     run_sweep(protocols, chosen, ctx, given, experiment, study=study or None, force=force, after=compare_study)

@@ -14,7 +14,7 @@ from gradacc.core.errors import Diverged
 from gradacc.core.noise import status as noise_status
 from gradacc.core.runtime import environment_report
 from gradacc.core.timing import middle_bounds
-from gradacc.names import CONFIG, FAILURE, NOISE_SCALE, VARIANT, part_tags, run_name
+from gradacc.names import CONFIG, FAILURE, NOISE_SCALE, NOTE, VARIANT, part_tags, run_name
 from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
 from gradacc.parts.micro import run_micro
@@ -69,6 +69,20 @@ def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **
     return given
 
 
+HEADLINES = (("micro_iter_ms_mean", "micro-iteration {:.4g} ms"), ("update_time_s_mean", "update {:.4g} s"),
+             ("throughput_img_s", "{:.4g} images/s"), ("test_accuracy", "test accuracy {:.1f} %"),
+             ("final_train_loss", "final training loss {:.3f}"),
+             ("noise_scale_simple_final", "gradient noise scale B_simple {:.0f} images (last epoch)"),
+             ("wall_time_s", "{:.0f} s of wall time"))
+
+
+def description(what: str, summaries: dict[str, float], finished: bool) -> str:
+    """The run's description in the UI: what it measured, then its headline figures."""
+    figures = ", ".join(text.format(summaries[key]) for key, text in HEADLINES if key in summaries)
+    return (f"{what[0].upper()}{what[1:]}. " + ("Results: " if finished else "Stopped early; measured so far: ")
+            + figures + ".")
+
+
 def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str, str], resolved: dict[str, str],
                     protocol: Protocol, ctx: Context, intro: str, measure, length: int,
                     experiment: str | None = None, parent_run_id: str | None = None) -> Result:
@@ -80,9 +94,11 @@ def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str,
         result = Result(part)
         ctx.reset_peak_memory()
         start = time.perf_counter()
+        finished = False
         try:
             with progress_bar(length, name) as advance:
                 measure(result, advance)
+            finished = True
         except Diverged as err:
             run.set_tags({FAILURE: str(err)})
             raise
@@ -90,6 +106,7 @@ def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str,
             result.summaries.update(wall_time_s=time.perf_counter() - start,
                                     peak_memory_mb=ctx.peak_memory_mb())
             write_result(run, result, protocol, ctx, name)
+            run.set_tags({NOTE: description(intro.split(": ", 1)[-1], result.summaries, finished)})
         say(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()))
     print_link(run.experiment_id, run.run_id)
     return result

@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 
 from gradacc.core.config import Protocol
-from gradacc.names import SWEEP, part_tags, run_name, study_tags
+from gradacc.names import NOTE, STUDY, SWEEP, part_tags, run_name, study_tags
 from gradacc.parts.context import Context
 from gradacc.study.console import say
 from gradacc.study.run import config_key, execute
-from gradacc.tracking.runs import add_tags, find_finished_run, print_link, tracked_run
+from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, print_link, tracked_run
 
 
 def new_study_id() -> str:
@@ -48,7 +48,18 @@ def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: 
                         experiment, parent_run_id=parent.run_id, tags=study_tags(study))
                 ran += 1
         say(f"sweep: study {study}: {ran} runs measured, {reused} reused")
+        ks = sorted({p.k for p in protocols})
+        seeds = sorted({p.seed for p in protocols})
+        note = (f"Study {study}: {', '.join(parts)} for K = {', '.join(map(str, ks))}, seed(s) "
+                f"{', '.join(map(str, seeds))}{' (smoke)' if smoke else ''}; {ran} runs measured, {reused} reused. "
+                f"Its runs: filter tags.`{STUDY}.{study}` = '1'.")
+        parent.set_tags({NOTE: note})
+        parent.log_metrics({}, {"runs_measured": ran, "runs_reused": reused})
         if after is not None:
-            after(parent.run_id, study)
+            report = after(parent.run_id, study)
+            if report is not None:  # the study's table and report on the parent too, so that it is not empty
+                parent.set_tags({NOTE: note + f" Report: {report} (also an artifact of this run and of its "
+                                              "compare run)."})
+                parent.log_files({}, writers=[copies_of([report, report.with_name("table.md")], report.parent)])
     print_link(parent.experiment_id, parent.run_id)
     return study

@@ -11,7 +11,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
-from gradacc.names import DEFAULT_EXPERIMENT_ID, PART
+from gradacc.names import DEFAULT_EXPERIMENT_ID, EXPERIMENT_KIND, PART
 from gradacc.tracking.store import bound_http_retries, describe, store_lock
 
 NAME_ENV, ID_ENV = "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"
@@ -62,8 +62,16 @@ def resolve_experiments(experiment: str | Sequence[str] | None = None, create: b
 
 
 def experiment_id(name: str | None) -> str:
-    """The experiment a new run goes to (created if it is named and missing)."""
+    """The experiment a new run goes to (created if it is named and missing), marked as one of training runs
+    so that the UI opens it on its runs rather than on the GenAI overview."""
     (exp_id, _name), = resolve_experiments(name, create=True)
+    key, kind = EXPERIMENT_KIND
+    try:
+        c = MlflowClient()
+        if key not in c.get_experiment(exp_id).tags:
+            c.set_experiment_tag(exp_id, key, kind)
+    except Exception as err:  # a store that cannot answer this cannot take the run either
+        raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} is not usable: {describe(err)}") from None
     return exp_id
 
 

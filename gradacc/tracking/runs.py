@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
 from gradacc.names import CONFIG, FAILURE, PART, SCHEMA, SCHEMA_VERSION
+from gradacc.tracking.context import context_tags
 from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
 from gradacc.tracking.store import bound_http_retries, describe
@@ -211,6 +212,7 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
     if own:
         run_id = own
     else:
+        all_tags = {**context_tags(c), **all_tags}
         with store_errors(f"creating run {run_name}"):
             run_id = c.create_run(exp_id, run_name=run_name).info.run_id
     run = TrackedRun(run_id, exp_id)

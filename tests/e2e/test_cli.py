@@ -72,7 +72,9 @@ def check_common(store, run, part: str, k: int, updates: int, experiment: str = 
     client = store["client"]
     assert run.info.status == "FINISHED"
     assert run.info.run_name == f"{part}-k{k}-smoke"
-    assert client.get_experiment(run.info.experiment_id).name == experiment
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == experiment
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     tags = run.data.tags
     assert (tags["gradacc.part"], tags["gradacc.schema"], tags["gradacc.smoke"]) == (part, "1", "true")
     params = run.data.params
@@ -191,6 +193,12 @@ def test_sweep_parent_and_children(store):
         "report.html", "table.md", "table.csv", "plots"}
     assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep-smoke"
     assert parent.data.tags["gradacc.part"] == "sweep" and parent.data.tags["gradacc.smoke"] == "true"
+    # The parent explains itself: what the study ran, how to select its runs, where the report is; and holds it.
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith(f"Study {study}: micro for K = 1, 2, seed(s) 42 (smoke); 2 runs measured, 0 reused.")
+    assert f"tags.`gradacc.study.{study}` = '1'" in note and f"study-{study}/report.html" in note
+    assert {a.path for a in store["client"].list_artifacts(parent.info.run_id)} >= {"report.html", "table.md"}
+    assert parent.data.metrics["runs_measured"] == 2
     assert (parent.data.params["ks"], parent.data.params["parts"]) == ("1,2", "micro")
     children = sorted((r for r in new if r is not parent and r not in compares), key=lambda r: r.data.params["k"])
     assert [c.info.run_name for c in children] == ["micro-k1-smoke", "micro-k2-smoke"]
@@ -198,6 +206,10 @@ def test_sweep_parent_and_children(store):
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED" and child.info.experiment_id == parent.info.experiment_id
         assert child.data.params["k"] == str(k) and child.data.params["effective_batch"] == str(64 * k)
+        # MLflow's context, as mlflow.start_run sets it, on the runs gradacc creates itself; and a description
+        assert child.data.tags["mlflow.source.type"] == "LOCAL" and child.data.tags["mlflow.user"]
+        assert child.data.tags["mlflow.note.content"].startswith("Micro on ") and "Results: micro-iteration " in \
+            child.data.tags["mlflow.note.content"]
         steps, _ = history(store["client"], child.info.run_id, "micro_iter_ms")
         assert steps == list(range(8))
         steps, _ = history(store["client"], child.info.run_id, "opt_step_ms")
@@ -240,6 +252,7 @@ def test_mlflow_run_attaches_to_its_run(store):
     run = new[0]
     assert run.info.status == "FINISHED" and run.info.run_name == "micro-k2-smoke"
     assert run.data.tags["mlflow.project.entryPoint"] == "micro" and run.data.tags["gradacc.part"] == "micro"
+    assert "Results: micro-iteration" in run.data.tags["mlflow.note.content"]
     params = run.data.params
     assert params["k"] == "2" and "k_resolved" not in params and params["effective_batch"] == "128"
     assert params["smoke"] == "true" and params["data_path"] == str(store["data"].resolve())

@@ -76,7 +76,7 @@ def test_readme_commands_and_snippets_work_in_order(tmp_path):
     assert len(re.findall(r"converge-k\d-smoke", search_out)) == 5
     compared = [re.search(r"(\d+) runs in 1 setting", err).group(1)
                 for code, (_o, err) in by_code.items() if code in ("gradacc compare", FULL_STUDY + " -e compare")]
-    # The same runs by either door: the study's 12, where the README's converge K=4 (same configuration and seed,
-    # newer) stands in for the study's own, as compare keeps the newest run of each configuration and seed.
-    assert compared == ["12", "12"]
+    # The same runs by either door: the study's 8 (micro and converge per K), where the README's converge K=4 (same
+    # configuration and seed, newer) stands in for the study's own, as compare keeps the newest run of each.
+    assert compared == ["8", "8"]
     assert (project / "compare-output" / "experiment-Default" / "report.html").exists()
