@@ -1,4 +1,5 @@
-"""Pure functions from typed runs to the study's comparison: groups, newest run per seed, mean ± std, tables."""
+"""Pure functions from typed runs to the study's comparison: groups, newest run per seed, mean ± 95% interval,
+tables."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from gradacc.analysis.uncertainty import half_width
 from gradacc.core.config import DEFAULT_KS, Protocol
 from gradacc.core.errors import GradaccError
 from gradacc.names import PARTS
@@ -89,7 +91,8 @@ def timing_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per K (numerically sorted) of one setting's selected runs: for each metric the mean over runs
-    (seeds), its standard deviation `<metric>_sd` (NaN below two runs) and the run count `<part>_n`; plus the
+    (seeds), its standard deviation `<metric>_sd` and the half-width of its 95% t interval `<metric>_ci` (NaN
+    below two runs), and the run count `<part>_n`; plus the
     'K x micro-iteration + optimizer step' model of the update time and the measured gap to it in %."""
     ks = sorted({int(k) for k in runs["k"]})
     rows = []
@@ -107,6 +110,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                 values = (of_part[metric] if metric in of_part.columns else pd.Series(dtype=float)).dropna()
                 row[metric] = float(values.mean()) if len(values) else float("nan")
                 row[f"{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+                row[f"{metric}_ci"] = half_width(row[f"{metric}_sd"], len(values))  # 95% t interval
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -210,13 +214,17 @@ def _number(metric: str, value: float) -> str:
 
 
 def cell(row, metric: str, part: str) -> str:
-    """'mean ± sd' over the part's runs when there are several, the mean alone for one, '-' for none."""
-    n, mean, sd = row[f"{part}_n"], row[metric], row[f"{metric}_sd"]
+    """'mean ± half-width of the 95% t interval' over the part's runs when there are several, the mean alone
+    for one, '-' for none."""
+    n, mean, ci = row[f"{part}_n"], row[metric], row[f"{metric}_ci"]
     if n == 0 or pd.isna(mean):
         return "-"
     text = _number(metric, mean)
-    decimals = len(text.split(".")[1]) if "." in text else 0  # the std to the mean's precision
-    return text + (f" ± {sd:,.{decimals}f}" if n > 1 and pd.notna(sd) else "")
+    decimals = len(text.split(".")[1]) if "." in text else 0  # the interval to the mean's precision
+    return text + (f" ± {ci:,.{decimals}f}" if n > 1 and pd.notna(ci) else "")
+
+
+CI_NOTE = "± : half-width of the 95% t interval of the mean over seeds (table.csv also has the std, *_sd)"
 
 
 def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -247,18 +255,24 @@ def table_text(section: Section) -> str:
     return "\n".join(lines) + "\n"
 
 
+def notes(section: Section) -> list[str]:
+    """What lacks, and what '±' means where some K has several runs."""
+    repeated = any((section.table[f"{part}_n"] > 1).any() for part in PARTS if f"{part}_n" in section.table)
+    return section.missing + ([CI_NOTE] if repeated else [])
+
+
 def tables_markdown(sections: list[Section], title: str = "Summary") -> str:
     out = [f"# {title}\n"]
     for section in sections:
         out += [f"## {section.label}\n", table_markdown(section)]
-        out += [f"- {line}" for line in section.missing] + ([""] if section.missing else [])
+        out += [f"- {line}" for line in notes(section)] + ([""] if notes(section) else [])
     return "\n".join(out)
 
 
 def tables_text(sections: list[Section]) -> str:
     out = []
     for section in sections:
-        out += [section.label, table_text(section)] + [f"  {line}" for line in section.missing] + [""]
+        out += [section.label, table_text(section)] + [f"  {line}" for line in notes(section)] + [""]
     return "\n".join(out)
 
 

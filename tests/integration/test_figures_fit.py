@@ -228,7 +228,7 @@ PROMISES = {
     r"\bdotted\b": lambda ax, r: any(line.get_linestyle() == ":" for line in _lines(ax, r)),
     r"\bdashed\b": lambda ax, r: any(line.get_linestyle() == "--" for line in _lines(ax, r)),
     r"\bstars?\b": lambda ax, r: any(line.get_marker() == "*" for line in _lines(ax, r)),
-    r"\bbars: std\b": lambda ax, r: any(isinstance(c, ErrorbarContainer) and c.has_yerr for c in ax.containers),
+    r"\bbars: 95% CI\b": lambda ax, r: any(isinstance(c, ErrorbarContainer) and c.has_yerr for c in ax.containers),
 }
 
 

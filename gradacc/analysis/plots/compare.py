@@ -35,8 +35,8 @@ def _log2_axis(ax, values, label: str) -> None:
 
 
 def _errors(table: pd.DataFrame, metric: str, part: str):
-    """Std over runs as error bars where a K has several runs, else none."""
-    sd = table[f"{metric}_sd"].where(table[f"{part}_n"] > 1)
+    """The 95% t interval of the mean over runs as error bars where a K has several runs, else none."""
+    sd = table[f"{metric}_ci"].where(table[f"{part}_n"] > 1)
     return None if sd.isna().all() else sd.fillna(0.0).to_numpy()
 
 
@@ -58,8 +58,8 @@ def _runs_note(ax, xs, ys, ns, names=None) -> str:
                         ha="center" if names else ("right" if side < 0 else "left"), va="bottom", fontsize=8,
                         color="black" if names else "dimgray")
     if even:
-        return f", {ns[0]} runs per K, bars: std" if ns[0] > 1 else ""
-    return ", bars: std"
+        return f", {ns[0]} runs per K, bars: 95% CI" if ns[0] > 1 else ""
+    return ", bars: 95% CI"
 
 
 def _points_with_bars(table: pd.DataFrame, x: str, metric: str, part: str, label: str, color: str | None = None,

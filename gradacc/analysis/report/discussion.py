@@ -7,6 +7,7 @@ from gradacc.analysis.compare import Section, curves
 from gradacc.analysis.report.noise import noise_sentences
 from gradacc.analysis.report.part4 import part4_numbers
 from gradacc.analysis.text import short
+from gradacc.analysis.uncertainty import ordering_claim
 from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
 
 FLAT_PCT = 10.0  # a micro-iteration spread across K below this share of the mean is called flat
@@ -36,19 +37,13 @@ def _order(rows: pd.DataFrame, metric: str, unit: str = "", descending: bool = F
         f"K={int(r.k)} ({short(getattr(r, metric))}{unit})" for r in ranked.itertuples())
 
 
-def _within_noise(rows: pd.DataFrame, metric: str, unit: str) -> list[str]:
-    """Neighbours in K whose difference is smaller than their std over seeds."""
-    notes = []
-    for a, b in zip(rows.itertuples(), list(rows.itertuples())[1:]):
-        sd = max(getattr(a, f"{metric}_sd"), getattr(b, f"{metric}_sd"))
-        diff = abs(getattr(b, metric) - getattr(a, metric))
-        if pd.notna(sd) and diff < sd:
-            notes.append(f"K={int(a.k)} and K={int(b.k)} differ by {short(diff)}{unit}, less than the std over seeds "
-                         f"({short(sd)}{unit})")
-    return ["Within the noise: " + "; ".join(notes) + "."] if notes else []
+def _claim(rows: pd.DataFrame, metric: str, label: str, unit: str, part: str, smoke: bool) -> list[str]:
+    """Whether the repeats resolve the K-to-K steps of `metric` (gradacc/analysis/uncertainty.py)."""
+    text = ordering_claim(rows, metric, label, unit, f"{part}_n", smoke, "seed" if part == "converge" else "run")
+    return [text] if text else []
 
 
-def part1(table: pd.DataFrame) -> list[str]:
+def part1(table: pd.DataFrame, smoke: bool = False) -> list[str]:
     rows = table[table["micro_iter_ms_mean"].notna()]
     if rows.empty:
         return ["No micro runs: Part 1 was not measured in this setting."]
@@ -83,10 +78,10 @@ def part1(table: pd.DataFrame) -> list[str]:
         claim = (f"The micro-iteration time varies without a monotonic trend in K: lowest at K={low}, highest at "
                  f"K={high} ({span}), more than the {FLAT_PCT:g}% called flat. With no trend in K, the spread "
                  "points at the conditions of measurement rather than at accumulation.")
-    return [claim] + within + _within_noise(rows, "micro_iter_ms_mean", " ms")
+    return [claim] + within + _claim(rows, "micro_iter_ms_mean", "micro-iteration time", " ms", "micro", smoke)
 
 
-def part2(table: pd.DataFrame) -> list[str]:
+def part2(table: pd.DataFrame, smoke: bool = False) -> list[str]:
     rows = table[table["throughput_img_s"].notna()]
     if rows.empty:
         return ["No update runs: Part 2 was not measured in this setting."]
@@ -106,6 +101,7 @@ def part2(table: pd.DataFrame) -> list[str]:
             trend, f"not monotonically: the highest is at K={int(rows.loc[rows['throughput_img_s'].idxmax(), 'k'])}")
         out.append(f"Throughput at K={int(last.k)} is {ratio:.2f}x that of K={int(first.k)} "
                    f"({short(last.throughput_img_s)} vs {short(first.throughput_img_s)} images/s): {sense}; {shape}.")
+        out += _claim(rows, "throughput_img_s", "throughput", " images/s", "update", smoke)
     else:
         out.append(f"Only K={int(first.k)} was measured: {short(first.throughput_img_s)} images/s.")
     both = rows[rows["model_gap_pct"].notna()]
@@ -140,7 +136,8 @@ def part2(table: pd.DataFrame) -> list[str]:
     return out
 
 
-def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | None) -> list[str]:
+def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | None,
+          smoke: bool = False) -> list[str]:
     rows = table[table["test_accuracy"].notna() & table["final_train_loss"].notna()]
     if rows.empty:
         return ["No converge runs: Part 3 was not measured in this setting."]
@@ -164,7 +161,8 @@ def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | 
     else:
         out.append("This departs from the plain expectation (with the lr held at 0.1, larger K takes fewer steps "
                    f"of the same size{images} and should end with higher loss and lower accuracy).")
-    out += _within_noise(rows, "test_accuracy", " points")
+    out += _claim(rows, "final_train_loss", "final training loss", "", "converge", smoke)
+    out += _claim(rows, "test_accuracy", "test accuracy", " points", "converge", smoke)
     if not epoch_curve.empty:
         ks = sorted(epoch_curve["k"].unique())
         at = {(k, s): m for k, s, m in epoch_curve[["k", "step", "mean"]].itertuples(index=False)}
@@ -216,11 +214,12 @@ def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
     """Parts 1-4 as sentences, each computed from the section's table and loss curves."""
     runs = section.runs
     sizes = (runs["epochs"] * runs["train_size"]).dropna()
+    smoke = bool(section.setting.get("smoke"))
     return {
-        "Part 1: micro-iteration time": part1(section.table),
-        "Part 2: update time and throughput": part2(section.table),
+        "Part 1: micro-iteration time": part1(section.table, smoke),
+        "Part 2: update time and throughput": part2(section.table, smoke),
         "Part 3: convergence under a fixed epoch budget": part3(
-            section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None),
+            section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None, smoke),
         "Part 3, why: the gradient noise scale": noise_sentences(section, series),
         "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
             runs, section.table, series, section.ddp),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradacc.analysis.compare import CONFIG_KEYS, Section, display_rows
+from gradacc.analysis.compare import CI_NOTE, CONFIG_KEYS, Section, display_rows, notes
 from gradacc.analysis.report.discussion import discussion
 from gradacc.analysis.report.noise import variants_html
 from gradacc.analysis.text import esc, html_table
@@ -72,6 +72,8 @@ def section_html(section: Section, series: pd.DataFrame, plots: dict[str, Path])
     parts += ["<h3>Summary (mean ± std over seeds where a K has several runs)</h3>", html_table(header, rows)]
     if section.missing:
         parts.append("<ul class=missing>" + "".join(f"<li>{esc(m)}</li>" for m in section.missing) + "</ul>")
+    if CI_NOTE in notes(section):
+        parts.append(f"<p class=meta>{esc(CI_NOTE)}</p>")
     if plots:
         parts.append("<div class=plots>" + "".join(
             f"<img alt='{esc(name)}' src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
