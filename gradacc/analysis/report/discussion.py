@@ -210,16 +210,24 @@ def part4(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def _marked(sentences: list[str], smoke: bool) -> list[str]:
+    """In a smoke study every claim says so (the tiny subset says nothing about K)."""
+    if not smoke:
+        return sentences
+    return [s if s.startswith("Smoke runs") else f"Smoke runs: {s[0].lower()}{s[1:]}" for s in sentences]
+
+
 def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
     """Parts 1-4 as sentences, each computed from the section's table and loss curves."""
     runs = section.runs
     sizes = (runs["epochs"] * runs["train_size"]).dropna()
     smoke = bool(section.setting.get("smoke"))
     return {
-        "Part 1: micro-iteration time": part1(section.table, smoke),
-        "Part 2: update time and throughput": part2(section.table, smoke),
-        "Part 3: convergence under a fixed epoch budget": part3(
+        "Part 1: micro-iteration time": _marked(part1(section.table, smoke), smoke),
+        "Part 2: update time and throughput": _marked(part2(section.table, smoke), smoke),
+        "Part 3: convergence under a fixed epoch budget": _marked(part3(
             section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None, smoke),
+            smoke),
         "Part 3, why: the gradient noise scale": noise_sentences(section, series),
         "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
             runs, section.table, series, section.ddp),
