@@ -7,6 +7,19 @@ import numpy as np
 import torch
 
 
+def _mark(cuda: bool):
+    """A point in time: a CUDA event recorded on the current stream, else perf_counter."""
+    if cuda:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+    return time.perf_counter()
+
+
+def _span_s(cuda: bool, start, end) -> float:
+    return start.elapsed_time(end) / 1000.0 if cuda else end - start
+
+
 class Timer:
     """Context manager that records the duration of each `with` block in seconds.
 
@@ -20,26 +33,18 @@ class Timer:
     def __enter__(self):
         if self.cuda:
             torch.cuda.synchronize()
-            self._start = torch.cuda.Event(enable_timing=True)
-            self._start.record()
-        else:
-            self._start = time.perf_counter()
+        self._start = _mark(self.cuda)
         return self
 
     def __exit__(self, *exc):
+        end = _mark(self.cuda)
         if self.cuda:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
             torch.cuda.synchronize()
-            self._spans.append((self._start, end))
-        else:
-            self._spans.append(time.perf_counter() - self._start)
+        self._spans.append((self._start, end))
         return False
 
     def seconds(self) -> list[float]:
-        if self.cuda:
-            return [start.elapsed_time(end) / 1000.0 for start, end in self._spans]
-        return list(self._spans)
+        return [_span_s(self.cuda, start, end) for start, end in self._spans]
 
     def __len__(self) -> int:
         return len(self._spans)
@@ -60,20 +65,11 @@ class SpanTotals:
         self._updates: list[list] = []
 
     def __enter__(self):
-        if self.cuda:
-            self._start = torch.cuda.Event(enable_timing=True)
-            self._start.record()
-        else:
-            self._start = time.perf_counter()
+        self._start = _mark(self.cuda)
         return self
 
     def __exit__(self, *exc):
-        if self.cuda:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
-            self._open.append((self._start, end))
-        else:
-            self._open.append(time.perf_counter() - self._start)
+        self._open.append((self._start, _mark(self.cuda)))
         return False
 
     def end_update(self) -> None:
@@ -84,8 +80,7 @@ class SpanTotals:
         """Per update: the summed seconds of its spans (read after the device has finished them)."""
         if self.cuda:
             torch.cuda.synchronize()
-            return [sum(s.elapsed_time(e) for s, e in spans) / 1000.0 for spans in self._updates]
-        return [float(sum(spans)) for spans in self._updates]
+        return [float(sum(_span_s(self.cuda, s, e) for s, e in spans)) for spans in self._updates]
 
 
 class NoTimer:
