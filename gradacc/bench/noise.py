@@ -7,12 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from gradacc.analysis.uncertainty import half_width
 from gradacc.bench.lines import Line
 from gradacc.core.config import Protocol
 from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
-
-T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
 
 
 def converge_update_s(ctx: Context, protocol: Protocol) -> tuple[float, float]:
@@ -25,10 +24,8 @@ def converge_update_s(ctx: Context, protocol: Protocol) -> tuple[float, float]:
 def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Mean of a - b over paired repeats and the half-width of its 95% t interval."""
     diff = a - b
-    n = len(diff)
-    if n < 2:
-        return float(diff.mean()), float("nan")
-    return float(diff.mean()), T_975.get(n - 1, 1.96) * float(diff.std(ddof=1)) / np.sqrt(n)
+    sd = float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
+    return float(diff.mean()), half_width(sd, len(diff))
 
 
 def bench_noise_timing(ctx: Context, protocol: Protocol, k: int, updates: int, pairs: int) -> Line:
