@@ -29,19 +29,29 @@ def _by_ref(c: MlflowClient, ref: str):
     return exp
 
 
-def _resolve_one(c: MlflowClient, ref: str | None, create: bool) -> tuple[str, str]:
+def _found(c: MlflowClient, ref: str | None, create: bool):
+    """The experiment of the module docstring's order (a named one created where `create` and it is missing)."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if ref is None and run_id:
-        exp = c.get_experiment(c.get_run(run_id).info.experiment_id)
-        return exp.experiment_id, exp.name
+        return c.get_experiment(c.get_run(run_id).info.experiment_id)
     from_env = ref is None and os.environ.get(NAME_ENV)
     ref = ref or os.environ.get(NAME_ENV) or os.environ.get(ID_ENV) or DEFAULT_EXPERIMENT_ID
     exp = c.get_experiment_by_name(ref) if from_env else _by_ref(c, str(ref))
     if exp is None and create and not str(ref).isdigit():
-        return c.create_experiment(str(ref)), str(ref)
+        return c.get_experiment(c.create_experiment(str(ref)))
     if exp is None:
         raise TrackingError(f"no experiment {ref!r} in the tracking store {mlflow.get_tracking_uri()} "
                             f"({HOW_TO_CHOOSE})")
+    return exp
+
+
+def _resolve_one(c: MlflowClient, ref: str | None, create: bool) -> tuple[str, str]:
+    """(id, name); a writer's experiment is also marked as one of training runs (EXPERIMENT_KIND), so that the
+    UI opens it on its runs rather than on the GenAI overview, unless something marked it before."""
+    exp = _found(c, ref, create)
+    key, kind = EXPERIMENT_KIND
+    if create and key not in exp.tags:
+        c.set_experiment_tag(exp.experiment_id, key, kind)
     return exp.experiment_id, exp.name
 
 
@@ -62,16 +72,8 @@ def resolve_experiments(experiment: str | Sequence[str] | None = None, create: b
 
 
 def experiment_id(name: str | None) -> str:
-    """The experiment a new run goes to (created if it is named and missing), marked as one of training runs
-    so that the UI opens it on its runs rather than on the GenAI overview."""
+    """The experiment a new run goes to (created if it is named and missing, marked for the UI)."""
     (exp_id, _name), = resolve_experiments(name, create=True)
-    key, kind = EXPERIMENT_KIND
-    try:
-        c = MlflowClient()
-        if key not in c.get_experiment(exp_id).tags:
-            c.set_experiment_tag(exp_id, key, kind)
-    except Exception as err:  # a store that cannot answer this cannot take the run either
-        raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} is not usable: {describe(err)}") from None
     return exp_id
 
 
