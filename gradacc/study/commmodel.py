@@ -83,7 +83,7 @@ def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, b
                  "output": output, "include_smoke": str(include_smoke).lower()}
         # auto is logged as given, the card count it resolved to as nics_per_node_resolved
         resolved = {"gradient_bytes": inputs["gradient_bytes"],
-                    "nics_per_node": gpus_per_node if nics_per_node is None else nics_per_node}
+                    "nics_per_node": cm.nics_resolved(gpus_per_node, nics_per_node)}
         run.log_params({k: str(v) for k, v in given.items()}, {k: str(v) for k, v in resolved.items()})
         run.log_metrics({}, {f"best_workers.{name.split(' (')[0]}": b["workers"] for name, b in best.items()})
         run.log_files({}, writers=[copies_of([*(folder / n for n in files), *plots.values()], folder)])

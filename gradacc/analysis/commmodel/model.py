@@ -66,7 +66,12 @@ class Topology:
 
     @property
     def nics(self) -> int:
-        return self.gpus_per_node if self.nics_per_node is None else self.nics_per_node
+        return nics_resolved(self.gpus_per_node, self.nics_per_node)
+
+
+def nics_resolved(gpus_per_node: int, nics_per_node: int | None) -> int:
+    """Network cards per node: as given, or (None, 'auto') one per GPU."""
+    return gpus_per_node if nics_per_node is None else nics_per_node
 
 
 def preset_topologies(gpus_per_node: int = 8, intra: str = "nvlink", extra: list[Link] = (),
@@ -74,7 +79,7 @@ def preset_topologies(gpus_per_node: int = 8, intra: str = "nvlink", extra: list
     """An intra-node preset alone: all N on that fabric. A network preset: `gpus_per_node` per node on `intra`,
     nodes on the network through `nics_per_node` cards each (None: one per GPU)."""
     inside = PRESETS[intra]
-    nics = gpus_per_node if nics_per_node is None else nics_per_node
+    nics = nics_resolved(gpus_per_node, nics_per_node)
     out = []
     for link in [*PRESETS.values(), *extra]:
         if link.kind == "intra":
