@@ -36,8 +36,8 @@ def _log2_axis(ax, values, label: str) -> None:
 
 def _errors(table: pd.DataFrame, metric: str, part: str):
     """The 95% t interval of the mean over runs as error bars where a K has several runs, else none."""
-    sd = table[f"{metric}_ci"].where(table[f"{part}_n"] > 1)
-    return None if sd.isna().all() else sd.fillna(0.0).to_numpy()
+    ci = table[f"{metric}_ci"].where(table[f"{part}_n"] > 1)
+    return None if ci.isna().all() else ci.fillna(0.0).to_numpy()
 
 
 def _rows_with(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -64,7 +64,7 @@ def _runs_note(ax, xs, ys, ns, names=None) -> str:
 
 def _points_with_bars(table: pd.DataFrame, x: str, metric: str, part: str, label: str, color: str | None = None,
                       named: bool = False):
-    """A figure with the metric's mean per `x` as points, std bars and the run counts (`named`: each point
+    """A figure with the metric's mean per `x` as points, 95% interval bars and the run counts (`named`: each point
     labelled with its K); (fig, ax, rows), or None where no K has the metric."""
     rows = _rows_with(table, metric)
     if rows.empty:

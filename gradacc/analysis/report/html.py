@@ -13,7 +13,7 @@ from gradacc.analysis.report.noise import variants_html
 from gradacc.analysis.text import esc, html_table
 
 # The MLflow artifact viewer shows the report in an iframe 800-1000 px wide: tables shrink to fit it (a smaller
-# font, headers that break after slashes and commas, a number and its std kept together), scroll sideways inside
+# font, headers that break after slashes and commas, a number and its interval kept together), scroll sideways inside
 # a .wide box where they cannot, and the figures fall to one column.
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 body{line-height:1.45}
@@ -69,7 +69,7 @@ def section_html(section: Section, series: pd.DataFrame, plots: dict[str, Path])
         parts.append(f"<p class=missing>These runs come from {runs['code_version'].nunique()} code versions.</p>")
     header, rows = display_rows(section.table)
     rows = [[cell.replace(" ± ", "\u00a0±\u00a0") for cell in row] for row in rows]  # never broken apart
-    parts += ["<h3>Summary (mean ± std over seeds where a K has several runs)</h3>", html_table(header, rows)]
+    parts += ["<h3>Summary (mean ± 95% interval over seeds where a K has several runs)</h3>", html_table(header, rows)]
     if section.missing:
         parts.append("<ul class=missing>" + "".join(f"<li>{esc(m)}</li>" for m in section.missing) + "</ul>")
     if CI_NOTE in notes(section):
