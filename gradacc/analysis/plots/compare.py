@@ -40,6 +40,14 @@ def _errors(table: pd.DataFrame, metric: str, part: str):
     return None if ci.isna().all() else ci.fillna(0.0).to_numpy()
 
 
+def _bar_ends(rows: pd.DataFrame, metric: str, part: str) -> tuple[float, float]:
+    """The lowest and the highest value a point's bar reaches (the means where no K has bars): the y-limits
+    must hold the 95% intervals, which with few seeds reach much further than the means."""
+    bars = _errors(rows, metric, part)
+    half = 0.0 if bars is None else bars
+    return float((rows[metric] - half).min()), float((rows[metric] + half).max())
+
+
 def _rows_with(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return table[table[metric].notna()]
 
@@ -84,7 +92,7 @@ def plot_micro_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | No
     fig, ax, rows = drawn
     mean = rows["micro_iter_ms_mean"].mean()
     ax.axhline(mean, color="gray", ls=":", lw=1, label=f"mean over K: {mean:.3g} ms")
-    ax.set_ylim(0, rows["micro_iter_ms_mean"].max() * 1.25)
+    ax.set_ylim(0, _bar_ends(rows, "micro_iter_ms_mean", "micro")[1] * 1.25)
     _log2_axis(ax, rows["k"], "accumulation factor K (log2)")
     ax.set_ylabel("forward + backward of one micro-batch (ms)")
     ax.legend(loc="lower right")
@@ -97,7 +105,7 @@ def plot_throughput(table: pd.DataFrame, subtitle: str, path: Path) -> Path | No
     if drawn is None:
         return None
     fig, ax, rows = drawn
-    ax.set_ylim(0, rows["throughput_img_s"].max() * 1.25)
+    ax.set_ylim(0, _bar_ends(rows, "throughput_img_s", "update")[1] * 1.25)
     _log2_axis(ax, rows["effective_batch"], "effective batch 64 K (images, log2)")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     ax.set_ylabel("throughput (images/s)")
@@ -141,7 +149,7 @@ def plot_accuracy(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None
     if drawn is None:
         return None
     fig, ax, rows = drawn
-    low, high = rows["test_accuracy"].min(), rows["test_accuracy"].max()
+    low, high = _bar_ends(rows, "test_accuracy", "converge")
     pad = max(2.0, (high - low) * 0.3)
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
     _log2_axis(ax, rows["k"], "accumulation factor K (log2)")
