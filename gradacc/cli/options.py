@@ -56,7 +56,11 @@ def variant_options(func):
 
 
 def noise_option(func):
-    """converge and sweep: the gradient noise scale (gradacc/core/noise.py)."""
+    """converge and sweep: the gradient noise scale (gradacc/core/noise.py) and the per-epoch evaluation."""
+    func = click.option("--eval-every-epoch", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+                        help="converge: the test accuracy after every epoch (test_accuracy_epoch), not only "
+                             "after training as the protocol has it; about a tenth of an epoch's time each on a "
+                             "CPU.")(func)
     return click.option("--noise-scale", type=click.Choice(NOISE_MODES), default=Protocol.noise_scale,
                         help="converge: measure the gradient noise scale B_simple (auto: for K >= 2, unless "
                              "--cuda-graphs). Its work is timed apart and taken out of the update times.")(func)

@@ -44,6 +44,9 @@ class Protocol:
     warmup_epochs: int = 0
     noise_scale: str = "auto"  # converge: measure the gradient noise scale (auto: for K >= 2)
     cuda_graphs: bool = False  # updates replayed from a CUDA graph (Parts 2 and 3; Part 1 times micro-batches)
+    # Part 3: the test accuracy after every epoch too, not only after training (the protocol); training is the
+    # same either way, each evaluation costs about a tenth of an epoch's updates on a CPU.
+    eval_every_epoch: bool = False
 
     @property
     def peak_lr(self) -> float:
@@ -122,6 +125,7 @@ class Protocol:
         params = {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
         params["smoke"] = str(self.smoke).lower()
         params["cuda_graphs"] = str(self.cuda_graphs).lower()
+        params["eval_every_epoch"] = str(self.eval_every_epoch).lower()
         params.update(effective_batch=str(self.effective_batch),
                       updates_per_epoch=str(self.updates_per_epoch),
                       total_updates=str(self.total_updates), peak_lr=str(self.peak_lr),
@@ -137,12 +141,12 @@ def smoke_protocol(k: int, seed: int, loader: str, **variant) -> Protocol:
 
 def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool, cuda_graphs: bool = False,
                    lr_scaling: str = "none", warmup_epochs: int = 0, train_size: int = Protocol.train_size,
-                   noise_scale: str = "auto") -> Protocol:
+                   noise_scale: str = "auto", eval_every_epoch: bool = False) -> Protocol:
     """The validated protocol of a command's options (the smoke protocol where `smoke`)."""
     if cuda_graphs and noise_scale == "auto":
         noise_scale = "off"  # a graph replays whole updates: no micro-step to snapshot the gradients at
     variant = dict(lr_scaling=lr_scaling, warmup_epochs=warmup_epochs, noise_scale=noise_scale,
-                   cuda_graphs=cuda_graphs)
+                   cuda_graphs=cuda_graphs, eval_every_epoch=eval_every_epoch)
     if smoke:
         return smoke_protocol(k, seed, loader, **variant).validate()
     return Protocol(k=k, epochs=epochs, seed=seed, loader=loader, train_size=train_size, **variant).validate()

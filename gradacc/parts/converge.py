@@ -26,7 +26,7 @@ from gradacc.parts.update import update_summaries
 class EpochRecord:
     """The losses of a training run: each update's loss sum stays on the device until the epoch ends, then one
     host read gives the per-update means and the epoch's mean (a NaN or infinite mean stops the run); the test
-    accuracy after each epoch. Shared by Part 3 and the DDP rank's loop."""
+    accuracy after the epochs that are evaluated. Shared by Part 3 and the DDP rank's loop."""
 
     def __init__(self):
         self.update_loss: list[float] = []
@@ -51,9 +51,11 @@ class EpochRecord:
             pass
 
     def series(self) -> dict[str, tuple[list[int], list[float]]]:
+        # evaluated epochs are every epoch or the last: each accuracy at the epoch it was measured after
+        first_evaluated = len(self.epoch_loss) - len(self.epoch_acc) + 1
         return {"train_loss": series_from(self.epoch_loss, first_step=1),
                 "train_loss_update": series_from(self.update_loss),
-                "test_accuracy_epoch": series_from(self.epoch_acc, first_step=1)}
+                "test_accuracy_epoch": series_from(self.epoch_acc, first_step=first_evaluated)}
 
 
 def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
@@ -83,7 +85,8 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
                 noise.add_epoch(*snapshots.read())
             losses, sums = torch.stack(sums), []
             record.end_epoch(epoch, losses, protocol.k)
-            record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
+            if protocol.eval_every_epoch or epoch == protocol.epochs:
+                record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
     finally:
         stream.close()
         record.keep_partial(sums, protocol.k)

@@ -63,7 +63,8 @@ def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Conte
 
 def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **protocol_args) -> dict[str, str]:
     """The options as the user gave them, the same strings `mlflow run` logs for its parameters."""
-    given = {key: str(value) for key, value in protocol_args.items()}
+    given = {key: str(value).lower() if isinstance(value, bool) else str(value)
+             for key, value in protocol_args.items()}
     given.update(device=device, loader=loader, threads=str(threads), data_dir=data_dir or "",
                  smoke=str(smoke).lower(), cuda_graphs=str(cuda_graphs).lower())
     return given

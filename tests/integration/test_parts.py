@@ -174,7 +174,7 @@ def test_run_converge_fills_its_series(ctx, step_counts):
     epochs, epoch_loss = result.series["train_loss"]
     updates, update_loss = result.series["train_loss_update"]
     acc_epochs, accuracy = result.series["test_accuracy_epoch"]
-    assert epochs == [1, 2] and acc_epochs == [1, 2] and updates == [0, 1, 2, 3]
+    assert epochs == [1, 2] and acc_epochs == [2] and updates == [0, 1, 2, 3]  # the protocol: after training
     # The epoch loss is the mean of its updates' mean micro-batch losses.
     assert epoch_loss == pytest.approx([np.mean(update_loss[:2]), np.mean(update_loss[2:])])
     assert all(0.5 < v < 20 and math.isfinite(v) for v in update_loss)
@@ -184,6 +184,17 @@ def test_run_converge_fills_its_series(ctx, step_counts):
     assert {key: v for key, v in result.summaries.items() if key not in noise | timing} == {
         "test_accuracy": accuracy[-1], "final_train_loss": epoch_loss[-1]}
     assert result.series["update_time_s"][0] == [0, 1, 2, 3] and timing <= set(result.summaries)
+
+
+def test_evaluating_every_epoch_adds_the_accuracies_and_changes_no_training(ctx):
+    once, every = Result("converge"), Result("converge")
+    run_converge(Protocol(k=2, **TINY), ctx, once)
+    run_converge(Protocol(k=2, eval_every_epoch=True, **TINY), ctx, every)
+    assert every.series["test_accuracy_epoch"][0] == [1, 2]
+    assert every.series["test_accuracy_epoch"][1][-1:] == once.series["test_accuracy_epoch"][1]
+    for name in ("train_loss", "train_loss_update", "grad_norm_sq_est"):
+        assert every.series[name] == once.series[name]
+    assert every.summaries["test_accuracy"] == once.summaries["test_accuracy"]
 
 
 def test_run_converge_without_the_noise_scale_times_its_updates(ctx):
