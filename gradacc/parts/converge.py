@@ -17,7 +17,7 @@ from gradacc.core.engine import evaluate, make_update
 from gradacc.core.errors import Diverged
 from gradacc.core.model import build_model, build_optimizer, set_lr
 from gradacc.core.noise import NoiseRecord, measures
-from gradacc.core.snapshots import GradientSnapshots
+from gradacc.core.snapshots import gradient_snapshots
 from gradacc.core.timing import Timer, middle_window
 from gradacc.parts.context import Context, Result, noop, series_from
 from gradacc.parts.update import update_summaries
@@ -65,7 +65,7 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
     test_images, test_labels = ctx.test_set(protocol)
     record = EpochRecord()
     measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
-    snapshots = GradientSnapshots(model, protocol.k) if measure else None
+    snapshots = gradient_snapshots(model, protocol.k) if measure else None
     noise = NoiseRecord(protocol.micro_batch, protocol.k)
     timer = Timer(ctx.runtime.device)
     scheduled = protocol.warmup_updates > 0
@@ -89,6 +89,8 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
                 record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
     finally:
         stream.close()
+        if snapshots is not None:
+            snapshots.close()
         record.keep_partial(sums, protocol.k)
         result.series.update(record.series())
         update_s = np.array(timer.seconds())
