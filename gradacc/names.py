@@ -19,6 +19,8 @@ VARIANT = "gradacc.variant"
 NOISE_SCALE = "gradacc.noise_scale"  # measured | off | unavailable: why
 FAILURE = "gradacc.failure"
 BACKEND = "gradacc.backend"
+RANK = "gradacc.rank"  # a sweep spread over several processes (torchrun): the rank that made the run
+WORLD_SIZE = "gradacc.world_size"  # ... and how many processes the sweep was spread over
 SCHEMA = "gradacc.schema"
 NOTE = "mlflow.note.content"  # MLflow's run description, shown on the run's page and in the runs table
 
@@ -28,6 +30,9 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 COMPARE_OUTPUT = "compare-output"  # default folders of the comparison and of the Part 4 model
 COMMMODEL_OUTPUT = "commmodel-output"
+
+# Dataset inputs (`mlflow.data`): the input tag `mlflow.data.context` says what a run did with the subset
+TRAINING, EVALUATION = "training", "evaluation"
 
 NOISE_UNAVAILABLE_K1 = "unavailable: K=1 has one gradient per update, and the estimator needs at least two"
 
@@ -45,6 +50,11 @@ def study_tags(study: str) -> dict[str, str]:
 def run_name(part: str, k: int, smoke: bool) -> str:
     """'converge-k4', 'micro-k1-smoke': the run's name in the UI."""
     return f"{part}-k{k}" + ("-smoke" if smoke else "")
+
+
+def dataset_name(context: str, images: int) -> str:
+    """'cifar10-train-10240', 'cifar10-test-2048': a dataset input's name in the UI (its digest tells the data)."""
+    return f"cifar10-{'train' if context == TRAINING else 'test'}-{images}"
 
 
 def workers_run_name(part: str, workers: int, smoke: bool) -> str:

@@ -1,8 +1,9 @@
 """Runs saved on local disk when the tracking store stops answering, so that nothing measured is lost.
 
 A saved run is a folder `<root>/<run id>/` holding `run.json` (what the store was to receive: params, tags,
-metric points, the final status) and `artifacts/` (the files, as they would be logged). `gradacc upload`
-writes it into the run later (tracking.upload_saved_run). This module knows the format only, not MLflow."""
+metric points, dataset inputs, the final status) and `artifacts/` (the files, as they would be logged).
+`gradacc upload` writes it into the run later (tracking.upload_saved_run). This module knows the format only,
+not MLflow."""
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ class SavedRun:
     params_resolved: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     metrics: list[list] = field(default_factory=list)  # [key, value, timestamp ms, step]
+    inputs: list[dict] = field(default_factory=list)  # dataset inputs, as tracking/datasets.py records them
     status: str | None = None  # FINISHED, FAILED or KILLED once the run has ended
     end_time: int | None = None
 
@@ -72,6 +74,10 @@ class SavedRun:
 
     def add_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
         self.metrics.extend([key, float(value), int(ts), int(step)] for key, value, ts, step in points)
+        self.save()
+
+    def add_inputs(self, records: list[dict]) -> None:
+        self.inputs.extend(records)
         self.save()
 
     def add_artifacts(self, source: Path) -> None:

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from gradacc.core.errors import GradaccError, TrackingError
 from gradacc.names import CONFIG, FAILURE, PART, SCHEMA, SCHEMA_VERSION
 from gradacc.tracking.context import context_tags
+from gradacc.tracking.datasets import log_dataset_inputs
 from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
 from gradacc.tracking.store import bound_http_retries, describe
@@ -110,6 +111,11 @@ class TrackedRun:
         metrics += [Metric(name, float(v), now, 0) for name, v in summaries.items()]
         self._write(lambda: log_in_batches(self.client, self.run_id, metrics=metrics),
                     lambda saved: saved.add_metrics([(m.key, m.value, m.timestamp, m.step) for m in metrics]))
+
+    def log_inputs(self, records: list[dict]) -> None:
+        """Dataset inputs, as tracking/datasets.py records them (a saved run keeps the same records)."""
+        self._write(lambda: log_dataset_inputs(self.client, self.run_id, records),
+                    lambda saved: saved.add_inputs(records))
 
     def log_files(self, files: dict[str, str | bytes], writers=()) -> None:
         """Artifacts from memory: {relative path: content}; `writers` are callables that write into the folder."""

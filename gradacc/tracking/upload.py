@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from mlflow.entities import Metric, RunTag
 
+from gradacc.tracking.datasets import inputs_not_in, log_dataset_inputs
 from gradacc.tracking.offline import SavedRun
 from gradacc.tracking.runs import client, log_in_batches, params_to_log, store_errors
 
@@ -22,6 +23,8 @@ def upload_saved_run(saved: SavedRun, tracking_uri: str | None = None) -> str:
             metrics += [Metric(k, v, ts, step) for k, v, ts, step in saved.metrics
                         if k == key and (step, ts, repr(float(v))) not in there]
         log_in_batches(c, saved.run_id, params=params, tags=tags, metrics=metrics)
+        inputs = inputs_not_in(run, saved.inputs)
+        log_dataset_inputs(c, saved.run_id, inputs)
         files = [p for p in saved.artifacts.rglob("*") if p.is_file()]
         if files:
             c.log_artifacts(saved.run_id, str(saved.artifacts))
@@ -29,4 +32,4 @@ def upload_saved_run(saved: SavedRun, tracking_uri: str | None = None) -> str:
             c.set_terminated(saved.run_id, status=saved.status, end_time=saved.end_time)
     status = saved.status or "left as it was (the process stopped before it ended the run)"
     return (f"run {saved.run_id}: {len(params)} params, {len(tags)} tags, {len(metrics)} metric points, "
-            f"{len(files)} files uploaded to {uri}; status {status}")
+            f"{len(inputs)} dataset inputs, {len(files)} files uploaded to {uri}; status {status}")

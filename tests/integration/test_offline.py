@@ -92,3 +92,33 @@ def test_describe_and_sqlite_path():
     assert sqlite_path("sqlite:///mlflow.db") == "mlflow.db"
     assert sqlite_path("sqlite:////abs/m.db?timeout=5") == "/abs/m.db"
     assert sqlite_path("http://127.0.0.1:5000") is None and sqlite_path("sqlite:///:memory:") is None
+
+
+def test_dataset_inputs_are_saved_and_uploaded(store, monkeypatch):
+    """The store stops answering at the run's first dataset write: both inputs go into run.json, and upload logs
+    them once, with their contexts and digests."""
+    def part(protocol, ctx, result, progress):
+        result.summaries["test_accuracy"] = 10.0
+    monkeypatch.setitem(gradacc.study.run.RUNNERS, "converge", part)
+    monkeypatch.setattr(MlflowClient, "log_inputs", unreachable)  # every later write of the run goes to disk too
+    unsent = store["tmp"] / "unsent"
+    shutil.rmtree(unsent, ignore_errors=True)
+    result = run_cli(["converge", "--k", "2", "--smoke", "--experiment", "offline"])
+    monkeypatch.undo()
+    assert result.code == 1 and "Traceback" not in result.err
+    (folder,) = list(unsent.iterdir())
+    saved = json.loads((folder / "run.json").read_text())
+    assert [i["tags"]["mlflow.data.context"] for i in saved["inputs"]] == ["training", "evaluation"]
+    assert [i["dataset"]["name"] for i in saved["inputs"]] == ["cifar10-train-1024", "cifar10-test-256"]
+
+    backup = store["tmp"] / "backup-inputs"
+    shutil.copytree(folder, backup)
+    upload = run_cli(["upload", str(folder)])
+    assert upload.code == 0 and "2 dataset inputs" in upload.out + upload.err
+    shutil.copytree(backup, folder)  # again: nothing twice
+    again = run_cli(["upload", str(folder)])
+    assert again.code == 0 and "0 dataset inputs" in again.out + again.err
+    inputs = store["client"].get_run(folder.name).inputs.dataset_inputs
+    assert sorted((i.dataset.name, i.dataset.digest) for i in inputs) == sorted(
+        (i["dataset"]["name"], i["dataset"]["digest"]) for i in saved["inputs"])
+    assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} == {"training", "evaluation"}
