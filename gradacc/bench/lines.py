@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-LINES = ("streams", "tracking", "logging", "noise", "e2e", "graph")  # in the order `gradacc bench` runs them
+LINES = ("streams", "tracking", "logging", "noise", "system-metrics", "graph", "e2e")  # the order they run in
 
 
 @dataclass
@@ -51,3 +53,17 @@ def tracking_store(uri: str):
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@contextlib.contextmanager
+def temporary_store():
+    """A fresh sqlite store in a temporary folder for the block, the working directory there too (the store's
+    artifacts, ./mlruns, land in it); then both as before."""
+    with tempfile.TemporaryDirectory(prefix="gradacc-bench-store-") as tmp, \
+            tracking_store(f"sqlite:///{Path(tmp) / 'mlflow.db'}"):
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            yield tmp
+        finally:
+            os.chdir(cwd)

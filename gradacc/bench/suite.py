@@ -4,21 +4,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from gradacc.bench.e2e import bench_end_to_end
-from gradacc.bench.lines import tracking_store
+from gradacc.bench.lines import Line, temporary_store
 from gradacc.bench.measure import bench_graph_floor, bench_logging, bench_streams, bench_tracking
 from gradacc.bench.noise import bench_noise_timing
+from gradacc.bench.system_metrics import bench_system_metrics
 from gradacc.core.config import Protocol, smoke_protocol
 from gradacc.parts.context import prepare
 from gradacc.study.run import given_params
 
 
 def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
-              smoke, cuda_graphs, json_path, noise_k=4, noise_updates=20, noise_pairs=3) -> None:
+              smoke, cuda_graphs, json_path, noise_k=4, noise_updates=20, noise_pairs=3, monitor_side_s=10.0,
+              monitor_pairs=3) -> None:
     """The lines in `chosen` (names from gradacc.bench.lines.LINES), each printed as it is measured; also written
     to `json_path` if given."""
     protocol = smoke_protocol(1, Protocol.seed, "device") if smoke else Protocol()
@@ -36,20 +37,21 @@ def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epoc
         for line in bench_streams(ctx, protocol, batches, updates):
             emit(line)
     if "tracking" in chosen:
-        with tempfile.TemporaryDirectory(prefix="gradacc-bench-store-") as tmp, \
-                tracking_store(f"sqlite:///{Path(tmp) / 'mlflow.db'}"):
-            cwd = os.getcwd()
-            os.chdir(tmp)  # the store's artifacts (./mlruns) land in the temporary folder too
-            try:
-                tracked = replace(protocol, epochs=tracking_epochs)
-                emit(bench_tracking(ctx, tracked, "converge", given_params(
-                    device, "device", threads, data_dir, smoke, False, k=1, epochs=tracking_epochs, seed=42), 1))
-            finally:
-                os.chdir(cwd)
+        with temporary_store():
+            tracked = replace(protocol, epochs=tracking_epochs)
+            emit(bench_tracking(ctx, tracked, "converge", given_params(
+                device, "device", threads, data_dir, smoke, False, k=1, epochs=tracking_epochs, seed=42), 1))
     if "logging" in chosen:
         emit(bench_logging(log_values))
     if "noise" in chosen:
         emit(bench_noise_timing(ctx, protocol, noise_k, noise_updates, noise_pairs))
+    if "system-metrics" in chosen:
+        with temporary_store():
+            line = bench_system_metrics(ctx, protocol, monitor_side_s, monitor_pairs)
+        if isinstance(line, Line):
+            emit(line)
+        else:  # skipped, and why
+            print(line)
     if "graph" in chosen:
         if runtime.is_cuda:
             emit(bench_graph_floor(ctx, protocol, protocol.timed_micro_iters))

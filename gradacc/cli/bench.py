@@ -41,6 +41,11 @@ def _lines(value: str) -> tuple[str, ...]:
               help="Updates per converge run of the noise line.")
 @click.option("--noise-pairs", type=click.IntRange(1), default=3, show_default=True,
               help="Pairs of converge runs (with, without) of the noise line, in A B B A order.")
+@click.option("--system-metrics-side-s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds each side of the system-metrics line lasts (its update count from a warm-up side): "
+                   "several sampling intervals, so that the sampling falls inside the timed window.")
+@click.option("--system-metrics-pairs", type=click.IntRange(1), default=3, show_default=True,
+              help="Pairs of update runs (monitor off, on) of the system-metrics line, in A B B A order.")
 @click.option("--smoke", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               help="The smoke protocol everywhere (1,024 / 256 images, 1 epoch): checks the bench, measures little.")
 @click.option("--cuda-graphs", type=click.BOOL, is_flag=False, flag_value=True, default=False,
@@ -48,10 +53,12 @@ def _lines(value: str) -> tuple[str, ...]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the lines to this JSON file.")
 def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
-          noise_k, noise_updates, noise_pairs, smoke, cuda_graphs, json_path):
+          noise_k, noise_updates, noise_pairs, system_metrics_side_s, system_metrics_pairs, smoke, cuda_graphs,
+          json_path):
     """Benchmarks: data streams, tracking overhead, logging cost, Part 2's figures from a run that measures the
-    noise scale against one that does not, end to end against the seeds' reference,
-    and (on CUDA) the micro-iteration against its CUDA-graph floor."""
+    noise scale against one that does not, update times with MLflow's system-metrics monitor against without,
+    end to end against the seeds' reference, and (on CUDA) the micro-iteration against its CUDA-graph floor."""
     from gradacc.bench.suite import run_bench
     run_bench(_lines(lines), device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks,
-              log_values, smoke, cuda_graphs, json_path, noise_k, noise_updates, noise_pairs)
+              log_values, smoke, cuda_graphs, json_path, noise_k, noise_updates, noise_pairs, system_metrics_side_s,
+              system_metrics_pairs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gradacc.cli.options import common_options
+from gradacc.cli.options import common_options, system_metrics_option
 from gradacc.cli.types import WholeNumber
 
 
@@ -12,6 +12,7 @@ from gradacc.cli.types import WholeNumber
 @click.option("--workers", type=WholeNumber(1), default=2, show_default=True,
               help="DDP workers (processes) on this machine: one GPU each with NCCL, else CPU workers (gloo).")
 @common_options
+@system_metrics_option
 def ddp(workers, **options):
     """Part 4, real synchronous SGD: the converge protocol as N DistributedDataParallel workers (torchrun),
     the same data as accumulation with K=N; per-update compute vs all-reduce time, algbw/busbw. On a CPU,
@@ -40,6 +41,7 @@ def verify(workers, updates, **options):
 
 @click.command("gradacc.cli.ddp_node")
 @common_options
+@system_metrics_option
 def node_options(**options):
     """The options of a worker started by torchrun directly (multi-node): the job is built on each rank."""
     return options

@@ -5,20 +5,21 @@ from pathlib import Path
 
 import click
 
-from gradacc.cli.options import common_options, noise_option, variant_options
+from gradacc.cli.options import common_options, noise_option, system_metrics_option, variant_options
 from gradacc.cli.types import KList, WholeNumber
 from gradacc.core.config import DEFAULT_KS, build_protocol
 from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
 
 
 def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             cuda_graphs, tf32, **variant) -> None:
+             cuda_graphs, tf32, system_metrics, **variant) -> None:
     from gradacc.parts.context import prepare
     from gradacc.study.run import execute, given_params
     protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs, **variant)
     ctx = prepare([protocol], device, threads, data_dir, tf32)
     execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, cuda_graphs, k=k,
-                                              epochs=epochs, seed=seed, tf32=tf32, **variant), experiment)
+                                              epochs=epochs, seed=seed, tf32=tf32, system_metrics=system_metrics,
+                                              **variant), experiment)
 
 
 def part_command(part: str, doc: str, extra=lambda func: func) -> click.Command:
@@ -26,6 +27,7 @@ def part_command(part: str, doc: str, extra=lambda func: func) -> click.Command:
     @click.option("--k", type=WholeNumber(1), default=1, show_default=True,
                   help="Accumulation factor: micro-batches of 64 per update (effective batch 64*k).")
     @common_options
+    @system_metrics_option
     @variant_options
     @extra
     def command(**options):
@@ -57,13 +59,21 @@ converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) 
               help="Study id to tag the runs with (reuse one to extend or resume a study).")
 @click.option("--output", default=COMPARE_OUTPUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
+@click.option("--gpus", type=WholeNumber(1), default=1, show_default=True,
+              help="Spread the study over G processes of this node, one GPU each (a CPU machine: G CPU "
+                   "processes): launches `torchrun --standalone --nproc-per-node G -m gradacc sweep` with the "
+                   "other options. Under torchrun (several nodes), leave it out.")
 @common_options
+@system_metrics_option
 @variant_options
 @noise_option
-def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader, threads, data_dir, experiment,
-          cuda_graphs, tf32, smoke, **variant):
-    """The study: each part for each k, in one process, as child runs of one parent run. Configurations
-    already measured by the same code are reused, not run again."""
+@click.pass_context
+def sweep(click_ctx, ks, parts, repeats, force, study, output, gpus, epochs, seed, device, loader, threads, data_dir,
+          experiment, cuda_graphs, tf32, smoke, system_metrics, **variant):
+    """The study: each part for each k as child runs of one parent run, in one process or, under torchrun (or
+    with --gpus), spread over the processes, one GPU each. Configurations already measured by the same code are
+    reused, not run again."""
+    from gradacc.distributed.spread import torchrun_world
     from gradacc.parts.context import prepare
     from gradacc.study.compare import check_output_folder, run_compare
     from gradacc.study.run import given_params
@@ -76,13 +86,39 @@ def sweep(ks, parts, repeats, force, study, output, epochs, seed, device, loader
     protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
                  for s in range(seed, seed + repeats) for k in ks]
     check_output_folder(Path(output))  # before the measurements, not after them
-    ctx = prepare(protocols, device, threads, data_dir, tf32)
+    if gpus > 1:
+        if torchrun_world():
+            raise click.BadParameter("under torchrun, leave --gpus out: torchrun's --nproc-per-node and --nnodes "
+                                     "choose the processes", param_hint="--gpus")
+        from gradacc.distributed.spread_launch import launch_spread
+        click_ctx.exit(launch_spread(gpus, device, data_dir, forwarded_options(click_ctx, leave_out="gpus")))
     given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed,
-                         tf32=tf32, **variant)
+                         tf32=tf32, system_metrics=system_metrics, **variant)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
                  force=str(force).lower(), study=study, output=output)
 
     def compare_study(parent_run_id: str, study_id: str) -> Path:
         return run_compare(experiment, study_id, output, parent_run_id=parent_run_id, include_smoke=smoke)
 
+    if torchrun_world():  # one rank of several: its share of the study (gradacc/distributed/spread.py)
+        from gradacc.distributed.spread import run_spread_sweep
+        run_spread_sweep(protocols, chosen, lambda: prepare(protocols, device, threads, data_dir, tf32), device,
+                         given, experiment, study or None, force, compare_study)
+        return
+    ctx = prepare(protocols, device, threads, data_dir, tf32)
     run_sweep(protocols, chosen, ctx, given, experiment, study=study or None, force=force, after=compare_study)
+
+
+def forwarded_options(click_ctx: click.Context, leave_out: str) -> list[str]:
+    """The command's options as parsed, written back as `--name=value` (what --gpus passes to each rank)."""
+    args = []
+    for param in click_ctx.command.params:
+        value = click_ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or param.name == leave_out or value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, (tuple, list)):
+            value = ",".join(map(str, value))
+        args.append(f"{param.opts[0]}={value}")
+    return args

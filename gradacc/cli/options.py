@@ -64,3 +64,20 @@ def noise_option(func):
     return click.option("--noise-scale", type=click.Choice(NOISE_MODES), default=Protocol.noise_scale,
                         help="converge: measure the gradient noise scale B_simple (auto: for K >= 2, unless "
                              "--cuda-graphs). Its work is timed apart and taken out of the update times.")(func)
+
+
+def _switch_system_metrics(_ctx, _param, value: bool) -> bool:
+    """Sets MLflow's system-metrics switch as the option says, for this process and the ones it starts (DDP
+    workers, a spread sweep's ranks); on without psutil fails here, before any run starts."""
+    from gradacc.tracking.system_metrics import switch
+    switch(value)
+    return value
+
+
+def system_metrics_option(func):
+    """The commands whose runs measure (micro, update, converge, sweep, ddp): MLflow's system metrics on their runs."""
+    return click.option("--system-metrics", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+                        callback=_switch_system_metrics,
+                        help="MLflow's system metrics on each measuring run (system/cpu_utilization_percentage, "
+                             "memory, disk, network; GPU with nvidia-ml-py), sampled every 2 s on a thread of "
+                             "their own. Needs psutil: pip install -e '.[system-metrics]'.")(func)

@@ -93,7 +93,8 @@ def launch(job: dict, workers: int) -> Path:
 
 
 def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             cuda_graphs=False, tf32="on", local_workers: int | None = None, **extra) -> tuple[dict, int]:
+             cuda_graphs=False, tf32="on", system_metrics=False, local_workers: int | None = None,
+             **extra) -> tuple[dict, int]:
     """The job every worker reads; `local_workers`: the workers of this node where the job spans several."""
     if cuda_graphs:  # DDP's all-reduce hook runs in Python between the kernels: nothing to capture whole
         raise ConfigError("--cuda-graphs is not supported by ddp and verify (DDP runs eagerly)")
@@ -102,7 +103,7 @@ def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir
     root = resolve_data_dir(data_dir)
     ensure_dataset(root)  # found (or downloaded) once here, not by N workers at the same time
     given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, workers=workers, epochs=epochs,
-                         seed=seed, tf32=tf32)
+                         seed=seed, tf32=tf32, system_metrics=system_metrics)
     job = {"mode": mode, "protocol": dataclasses.asdict(protocol), "device": resolved_device, "tf32": tf32,
            "threads": 1 if threads == "auto" else threads, "data_root": str(root.resolve()),
            "experiment": experiment, "given": given, **extra}

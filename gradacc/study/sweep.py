@@ -1,65 +1,181 @@
-"""The study in one process: each part for each k (and seed) as child runs of one parent run, data loaded once.
+"""The study: each part for each k (and seed) as child runs of one parent run, data loaded once per process.
 
 Every sweep has a study id. A configuration whose FINISHED run already exists (same part, config and code
-version) is not run again but tagged with the new study's id, so an interrupted sweep resumes where it stopped."""
+version) is not run again but tagged with the new study's id, so an interrupted sweep resumes where it stopped.
+
+One process runs `run_sweep`. A sweep spread over several processes (gradacc/distributed/spread.py) is built from
+the same pieces: rank 0 opens the parent (`sweep_parent`), finds what is already measured (`pending`), splits the
+rest (`assign`); each rank runs its share (`run_share`); rank 0 closes the parent over every rank's `Outcome`."""
 from __future__ import annotations
 
+import traceback
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from gradacc.core.config import Protocol
-from gradacc.names import NOTE, STUDY, SWEEP, part_tags, run_name, study_tags
+from gradacc.core.errors import GradaccError
+from gradacc.names import NOTE, STUDY, SWEEP, WORLD_SIZE, part_tags, run_name, study_tags
 from gradacc.parts.context import Context
 from gradacc.study.console import say
 from gradacc.study.run import config_key, execute
-from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, print_link, tracked_run
+from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, one_line, print_link, tracked_run
+
+SWEEP_ONLY = ("ks", "parts", "repeats", "force", "study", "output")  # options of the parent, not of its children
 
 
 def new_study_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
+@dataclass(frozen=True)
+class Config:
+    """One configuration of the study: a part of one protocol (one k, one seed)."""
+
+    part: str
+    protocol: Protocol
+
+    @property
+    def label(self) -> str:
+        return f"{run_name(self.part, self.protocol.k, self.protocol.smoke)} seed {self.protocol.seed}"
+
+    @property
+    def work(self) -> int:
+        """Micro-batches through forward and backward: what `assign` balances (evaluation left out)."""
+        p = self.protocol
+        return p.warmup_micro_iters + p.timed_micro_iters if self.part == "micro" else p.total_updates * p.k
+
+
+def configurations(protocols: list[Protocol], parts: list[str]) -> list[Config]:
+    """The study's configurations in the sweep's order: for each protocol (seed, then k), each part."""
+    return [Config(part, protocol) for protocol in protocols for part in parts]
+
+
+def assign(configs: list[Config], world: int) -> list[int]:
+    """The rank of each configuration: longest first, each to the rank with the least work so far (ties: the
+    lower rank). Deterministic, and no rank's load exceeds the mean by more than one configuration; in the default
+    study (micro and converge for K = 1, 2, 4, 8) two ranks get two converge and two micro runs each."""
+    loads, ranks = [0] * world, [0] * len(configs)
+    for index in sorted(range(len(configs)), key=lambda i: -configs[i].work):  # stable: ties in sweep order
+        rank = min(range(world), key=lambda r: loads[r])
+        ranks[index] = rank
+        loads[rank] += configs[index].work
+    return ranks
+
+
+@dataclass
+class Outcome:
+    """What one process did with its share: labels of the runs it measured and reused, and where it stopped: the
+    configuration that failed (None: the process could not start) and why, and what it therefore did not run."""
+
+    rank: int = 0
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: str | None = None
+    why: str | None = None
+    not_run: list[str] = field(default_factory=list)
+
+    def failure(self) -> str | None:
+        if self.why is None:
+            return None
+        what = f"{self.failed} failed on rank {self.rank}" if self.failed else f"rank {self.rank} could not start"
+        return f"{what} ({self.why})" + (f", so it did not run {', '.join(self.not_run)}" if self.not_run else "")
+
+
+def reuse(config: Config, ctx: Context, exp_id: str, study: str) -> str | None:
+    """The FINISHED run of the same configuration, tagged with the study; None when there is none."""
+    previous = find_finished_run(exp_id, config_key(config.part, config.protocol, ctx))
+    if previous:
+        add_tags(previous, study_tags(study))
+        say(f"{config.label}: reusing finished run {previous}")
+    return previous
+
+
+def pending(configs: list[Config], ctx: Context, exp_id: str, study: str, force: bool) -> tuple[list[int], list[str]]:
+    """Indices of the configurations still to measure, and the labels of those reused (tagged with the study)."""
+    todo, reused = [], []
+    for index, config in enumerate(configs):
+        if not force and reuse(config, ctx, exp_id, study):
+            reused.append(config.label)
+        else:
+            todo.append(index)
+    return todo, reused
+
+
+def reason(err: BaseException) -> str:
+    return one_line(err) if isinstance(err, GradaccError) else f"{type(err).__name__}: {one_line(err)}"
+
+
+def run_share(configs: list[Config], ctx: Context, given: dict[str, str], experiment: str | None, exp_id: str,
+              parent_run_id: str, study: str, force: bool, outcome: Outcome, tags: dict[str, str] | None = None,
+              keep_failure: bool = False) -> Outcome:
+    """Runs (or reuses) each configuration as a child of the parent. A failure propagates (the run ends FAILED),
+    or with `keep_failure` stops this share and is kept in the outcome: the other ranks of a spread sweep go on."""
+    child_given = {k: v for k, v in given.items() if k not in SWEEP_ONLY}
+    for index, config in enumerate(configs):
+        protocol = config.protocol
+        try:
+            if not force and reuse(config, ctx, exp_id, study):
+                outcome.reused.append(config.label)
+                continue
+            execute(config.part, protocol, ctx, dict(child_given, k=str(protocol.k), seed=str(protocol.seed)),
+                    experiment, parent_run_id=parent_run_id, tags={**study_tags(study), **(tags or {})})
+        except Exception as err:
+            if not keep_failure:
+                raise
+            if not isinstance(err, GradaccError):  # a bug, not a failure the user caused: keep its traceback
+                traceback.print_exc()
+            outcome.failed, outcome.why = config.label, reason(err)
+            outcome.not_run = [c.label for c in configs[index + 1:]]
+            say(f"sweep: {outcome.failure()}; rank 0 reports it at the end")
+            break
+        outcome.ran.append(config.label)
+    return outcome
+
+
+@contextmanager
+def sweep_parent(protocols: list[Protocol], given: dict[str, str], ctx: Context, experiment: str | None, study: str,
+                 world: int = 1):
+    """The study's parent run (its children are the configurations' runs), opened and always closed."""
+    smoke = any(p.smoke for p in protocols)
+    tags = {**part_tags(SWEEP, smoke), **study_tags(study), **({WORLD_SIZE: str(world)} if world > 1 else {})}
+    with tracked_run(SWEEP + ("-smoke" if smoke else ""), tags, experiment) as parent:
+        parent.log_params(given, ctx.params())
+        yield parent
+    print_link(parent.experiment_id, parent.run_id)
+
+
+def close_parent(parent, study: str, protocols: list[Protocol], parts: list[str], outcomes: list[Outcome],
+                 after=None, spread: str = ""):
+    """The study's description and counts on the parent, then `after(parent_run_id, study)` (compare)."""
+    ran, reused = (sum(len(getattr(o, what)) for o in outcomes) for what in ("ran", "reused"))
+    say(f"sweep: study {study}: {ran} runs measured, {reused} reused")
+    ks = sorted({p.k for p in protocols})
+    seeds = sorted({p.seed for p in protocols})
+    smoke = any(p.smoke for p in protocols)
+    note = (f"Study {study}: {', '.join(parts)} for K = {', '.join(map(str, ks))}, seed(s) "
+            f"{', '.join(map(str, seeds))}{' (smoke)' if smoke else ''}{spread}; {ran} runs measured, {reused} "
+            f"reused. Its runs: filter tags.`{STUDY}.{study}` = '1'.")
+    parent.set_tags({NOTE: note})
+    parent.log_metrics({}, {"runs_measured": ran, "runs_reused": reused})
+    if after is not None:
+        report = after(parent.run_id, study)
+        if report is not None:  # the study's table and report on the parent too, so that it is not empty
+            parent.set_tags({NOTE: note + f" Report: {report} (also an artifact of this run and of its "
+                                          "compare run)."})
+            parent.log_files({}, writers=[copies_of([report, report.with_name("table.md")], report.parent)])
+
+
 def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: dict[str, str],
               experiment: str | None = None, study: str | None = None, force: bool = False,
               after=None) -> str:
-    """Runs (or reuses) every part of every protocol; `after(parent_run_id, study)` runs at the end (compare).
-
-    Returns the study id."""
+    """Runs (or reuses) every part of every protocol in this process; `after(parent_run_id, study)` runs at the
+    end (compare). Returns the study id."""
     study = study or new_study_id()
-    smoke = any(p.smoke for p in protocols)
-    name = SWEEP + ("-smoke" if smoke else "")
-    tags = {**part_tags(SWEEP, smoke), **study_tags(study)}
-    ran = reused = 0
-    with tracked_run(name, tags, experiment) as parent:
-        parent.log_params(given, ctx.params())
-        say(f"sweep: study {study}, {len(protocols) * len(parts)} runs")
-        child_given = {k: v for k, v in given.items()
-                       if k not in ("ks", "parts", "repeats", "force", "study", "output")}
-        for protocol in protocols:
-            for part in parts:
-                key = config_key(part, protocol, ctx)
-                previous = None if force else find_finished_run(parent.experiment_id, key)
-                if previous:
-                    add_tags(previous, study_tags(study))
-                    say(f"{run_name(part, protocol.k, protocol.smoke)} seed {protocol.seed}: reusing finished run "
-                        f"{previous}")
-                    reused += 1
-                    continue
-                execute(part, protocol, ctx, dict(child_given, k=str(protocol.k), seed=str(protocol.seed)),
-                        experiment, parent_run_id=parent.run_id, tags=study_tags(study))
-                ran += 1
-        say(f"sweep: study {study}: {ran} runs measured, {reused} reused")
-        ks = sorted({p.k for p in protocols})
-        seeds = sorted({p.seed for p in protocols})
-        note = (f"Study {study}: {', '.join(parts)} for K = {', '.join(map(str, ks))}, seed(s) "
-                f"{', '.join(map(str, seeds))}{' (smoke)' if smoke else ''}; {ran} runs measured, {reused} reused. "
-                f"Its runs: filter tags.`{STUDY}.{study}` = '1'.")
-        parent.set_tags({NOTE: note})
-        parent.log_metrics({}, {"runs_measured": ran, "runs_reused": reused})
-        if after is not None:
-            report = after(parent.run_id, study)
-            if report is not None:  # the study's table and report on the parent too, so that it is not empty
-                parent.set_tags({NOTE: note + f" Report: {report} (also an artifact of this run and of its "
-                                              "compare run)."})
-                parent.log_files({}, writers=[copies_of([report, report.with_name("table.md")], report.parent)])
-    print_link(parent.experiment_id, parent.run_id)
+    configs = configurations(protocols, parts)
+    with sweep_parent(protocols, given, ctx, experiment, study) as parent:
+        say(f"sweep: study {study}, {len(configs)} runs")
+        outcome = run_share(configs, ctx, given, experiment, parent.experiment_id, parent.run_id, study, force,
+                            Outcome())
+        close_parent(parent, study, protocols, parts, [outcome], after)
     return study

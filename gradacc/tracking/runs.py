@@ -21,6 +21,7 @@ from gradacc.tracking.datasets import log_dataset_inputs
 from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
 from gradacc.tracking.store import bound_http_retries, describe
+from gradacc.tracking.system_metrics import monitoring, switched_on
 
 UI_ADDRESS = "http://127.0.0.1:5000"
 METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -206,9 +207,11 @@ def series_csv(steps: list[int], values: list[float]) -> str:
 
 @contextmanager
 def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None,
-                parent_run_id: str | None = None):
+                parent_run_id: str | None = None, measures: bool = False):
     """Opens a run (the `mlflow run` one when this process has it and no parent is given, else a new one)
-    and always closes it: FINISHED, KILLED on an interrupt, FAILED on any error, which is re-raised."""
+    and always closes it: FINISHED, KILLED on an interrupt, FAILED on any error, which is re-raised. A run that
+    `measures` carries MLflow's system metrics while they are switched on (tracking/system_metrics.py), the
+    monitor stopped before the run ends."""
     exp_id = experiment_id(exp_name)
     c = client()
     own = launcher_run_id() if parent_run_id is None else None
@@ -224,7 +227,8 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
     run = TrackedRun(run_id, exp_id)
     run.set_tags(all_tags)
     try:
-        yield run
+        with monitoring(run_id, measures and switched_on(), store_answers=lambda: run.saved is None):
+            yield run
     except KeyboardInterrupt:
         run.end("KILLED")
         raise

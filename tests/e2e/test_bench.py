@@ -25,7 +25,8 @@ def smoke_bench(tmp_path_factory):
     data = write_data_root(tmp_path_factory.mktemp("bench_data"))
     with isolated_store(tmp, data):
         result = run_cli(["bench", "--smoke", "--threads", "1", "--batches", "5", "--updates", "5",
-                          "--log-values", "20", "--e2e-ks", "2", "--noise-pairs", "2", "--json",
+                          "--log-values", "20", "--e2e-ks", "2", "--noise-pairs", "2", "--system-metrics-side-s",
+                          "0.5", "--system-metrics-pairs", "2", "--json",
                           str(tmp / "bench.json")])
         assert result.code == 0, result.err
         yield result, json.loads((tmp / "bench.json").read_text()), tmp
@@ -35,7 +36,8 @@ def test_bench_prints_every_line_with_its_ratio(smoke_bench):
     result, lines, _tmp = smoke_bench
     names = [line["name"] for line in lines]
     assert names == ["data stream, delivery", "data stream, K=1 update", "tracking overhead", "logging cost",
-                     "Part 2 from a noise-scale run", "end to end, the study", "the study's overhead"]
+                     "Part 2 from a noise-scale run", "system metrics cost", "end to end, the study",
+                     "the study's overhead"]
     for line in lines:
         assert line["a"] > 0 and line["b"] > 0 and math.isfinite(line["ratio"])
         assert f"ratio {line['ratio']:.3f}" in result.out
@@ -46,7 +48,9 @@ def test_bench_prints_every_line_with_its_ratio(smoke_bench):
     noise = lines[4]
     assert "K=4, 4 updates per run, one warm-up run, then 2 pairs A B B A" in noise["note"]
     assert "within the spread: " in noise["note"]
-    assert lines[5]["goal"] == "<= 0.5" and lines[6]["b"] == lines[5]["a"]  # the overhead is out of that wall
+    monitor = lines[5]
+    assert "then 2 pair(s) A B B A; a sample every 2 s" in monitor["note"] and "ms of CPU per sample" in monitor["note"]
+    assert lines[6]["goal"] == "<= 0.5" and lines[7]["b"] == lines[6]["a"]  # the overhead is out of that wall
 
 
 def test_end_to_end_runs_both_sides_to_results(smoke_bench):

@@ -1,0 +1,199 @@
+"""A study spread over several processes, one GPU each: `torchrun --nproc-per-node G -m gradacc sweep ...` (or
+`gradacc sweep --gpus G`, which launches that command on this node: gradacc/distributed/spread_launch.py).
+
+Rank 0 opens the parent run, finds the configurations already measured, splits the rest with `study.sweep.assign`
+and broadcasts the study id, the parent run and every rank's share. Each rank loads the data itself and runs its
+share alone on its device (cuda:LOCAL_RANK; the CPU on a machine without CUDA), so each run's timings are its own
+GPU's. A final gather brings every rank's Outcome to rank 0, which closes the parent, runs compare over the whole
+study and fails with one line naming any configuration that failed.
+
+The coordination is a gloo group whatever the compute device: only a few small objects cross it, at the start
+and at the end, so it needs no GPU of its own and no NCCL. Its timeout bounds every wait (see GROUP_TIMEOUT)."""
+from __future__ import annotations
+
+import os
+import traceback
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from gradacc.core.errors import ConfigError, GradaccError
+from gradacc.names import RANK, WORLD_SIZE
+from gradacc.study.console import say
+from gradacc.study.sweep import (
+    Outcome,
+    assign,
+    close_parent,
+    configurations,
+    new_study_id,
+    pending,
+    reason,
+    run_share,
+    sweep_parent,
+)
+
+# The gloo group's timeout, on every collective: the start (all ranks have loaded their data) and the final gather,
+# where rank 0 waits for the slowest rank's share. `assign` keeps the shares within about one configuration of each
+# other, so that wait is short, but it must still outlast the longest configuration, hence hours. A rank that dies
+# (even SIGKILL) closes its sockets and the others' next collective fails at once; torchrun also stops the node's
+# other ranks. The timeout is for a rank that hangs, or a node that vanishes without closing its connections.
+GROUP_TIMEOUT = timedelta(hours=6)
+
+
+class SpreadFailed(GradaccError, RuntimeError):
+    """A spread sweep where a configuration failed, a rank could not start, or a rank was lost."""
+
+
+def torchrun_world() -> tuple[int, int, int] | None:
+    """(rank, local rank, world size) when this process is one of several that torchrun started, else None."""
+    env = os.environ
+    if not all(key in env for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")):
+        return None
+    world = int(env["WORLD_SIZE"])
+    return (int(env["RANK"]), int(env["LOCAL_RANK"]), world) if world > 1 else None
+
+
+def use_rank_gpu(device: str, local_rank: int) -> None:
+    """cuda:LOCAL_RANK where the sweep runs on CUDA (the runtime takes the current device); nothing on a CPU."""
+    if device == "cpu" or not torch.cuda.is_available():
+        return  # --device cuda without CUDA: the runtime's own error says so
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise ConfigError(f"local rank {local_rank} has no GPU of its own: this node has {count} (start at most "
+                          f"{count} processes per node, one GPU each)")
+    torch.cuda.set_device(local_rank)
+
+
+def setup(prepare, device: str, local_rank: int):
+    """This rank's device and data: (Context, None), or (None, why) — kept for the final report, not raised, so that
+    the other ranks are not left waiting."""
+    try:
+        use_rank_gpu(device, local_rank)
+        return prepare(), None
+    except Exception as err:
+        if not isinstance(err, GradaccError):
+            traceback.print_exc()
+        return None, reason(err)
+
+
+class RanksLost(SpreadFailed):
+    """A collective failed: a peer closed its connection (it died) or GROUP_TIMEOUT passed."""
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
+
+
+def collective(what: str, call, rank: int | None = None):
+    try:
+        return call()
+    except (RuntimeError, ValueError) as err:  # gloo's and the rendezvous' own errors, with the peer's address
+        rank = dist.get_rank() if rank is None else rank
+        cause = reason(err).split(". This is typically caused", 1)[0]  # gloo's advice to read the peer's log
+        raise RanksLost(f"spread sweep: rank {rank} lost the other ranks at {what} ({cause}); the runs that "
+                        "finished are kept", cause) from None
+
+
+def broadcast(plan: dict | None) -> dict | None:
+    box = [plan]
+    collective("the start", lambda: dist.broadcast_object_list(box, src=0))
+    return box[0]
+
+
+def gather(outcome: Outcome, world: int) -> list[Outcome] | None:
+    box = [None] * world if outcome.rank == 0 else None
+    collective("the final gather", lambda: dist.gather_object(outcome, box, dst=0))
+    return box
+
+
+def failure_line(outcomes: list[Outcome], lost: str | None) -> str | None:
+    """One line naming what failed on which rank, or None when every share was run."""
+    failed = [o.failure() for o in outcomes if o.failure()]
+    if lost:
+        failed.append(f"not every rank reported back ({lost}): a rank died, or hung longer than {GROUP_TIMEOUT}")
+    if not failed:
+        return None
+    return ("spread sweep: " + "; ".join(failed) + "; the other runs are kept (run the sweep again: what finished "
+            "is reused)")
+
+
+def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: dict[str, str],
+                     experiment: str | None, study: str | None, force: bool, after) -> str:
+    """This rank's side of a spread sweep (torchrun's environment names the rank); returns the study id."""
+    rank, local_rank, world = torchrun_world()
+    collective("the start", lambda: dist.init_process_group("gloo", timeout=GROUP_TIMEOUT), rank)
+    try:
+        if local_rank == 0:  # first, alone on its node: it downloads the data where it is missing
+            ctx, error = setup(prepare, device, local_rank)
+        collective("the start", dist.barrier)
+        if local_rank != 0:
+            ctx, error = setup(prepare, device, local_rank)
+        if rank == 0:
+            return lead(protocols, parts, ctx, error, given, experiment, study, force, after, world)
+        return follow(protocols, parts, ctx, error, given, experiment, force, rank, world)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def lead(protocols, parts, ctx, error, given, experiment, study, force, after, world: int) -> str:
+    """Rank 0: the parent run, the plan, its own share, then every rank's outcome, compare and the verdict."""
+    if error:
+        broadcast(None)
+        raise SpreadFailed(f"spread sweep: rank 0 could not start ({error}); nothing was run")
+    study = study or new_study_id()
+    configs = configurations(protocols, parts)
+    with sweep_parent(protocols, given, ctx, experiment, study, world) as parent:
+        todo, reused = pending(configs, ctx, parent.experiment_id, study, force)
+        ranks = assign([configs[i] for i in todo], world)
+        shares = [[i for i, r in zip(todo, ranks) if r == rank] for rank in range(world)]
+        broadcast({"study": study, "parent": parent.run_id, "experiment_id": parent.experiment_id,
+                   "shares": shares})
+        say(f"sweep: study {study}, {len(configs)} runs over {world} processes, {len(reused)} reused")
+        for rank, share in enumerate(shares):
+            say(f"sweep: rank {rank} runs " + (", ".join(configs[i].label for i in share) or "nothing"))
+        outcome = run_share([configs[i] for i in shares[0]], ctx, given, experiment, parent.experiment_id,
+                            parent.run_id, study, force, Outcome(0, reused=reused), rank_tags(0, world),
+                            keep_failure=True)
+        lost = None
+        try:
+            outcomes = gather(outcome, world)
+        except RanksLost as err:  # still close the parent and compare what finished
+            outcomes, lost = [outcome], err.cause
+        line = failure_line(outcomes, lost)
+        anything = any(o.ran or o.reused for o in outcomes)
+        try:
+            close_parent(parent, study, protocols, parts, outcomes, after if anything else None,
+                         spread=f", spread over {world} processes")
+        except GradaccError as err:
+            if line is None:
+                raise
+            line += f"; compare: {reason(err)}"
+        if line:
+            raise SpreadFailed(line)  # the parent ends FAILED with this line as its gradacc.failure
+    return study
+
+
+def follow(protocols, parts, ctx, error, given, experiment, force, rank: int, world: int) -> str | None:
+    """Ranks above 0: the plan from rank 0, this rank's share, its outcome back to rank 0. Exits 0 even when a run
+    failed: rank 0 reports it, and under torchrun a rank that exits non-zero has every other rank stopped."""
+    plan = broadcast(None)
+    if plan is None:
+        say(f"sweep: rank {rank}: rank 0 could not start; nothing run here")
+        return None
+    every = configurations(protocols, parts)
+    configs = [every[i] for i in plan["shares"][rank]]
+    outcome = Outcome(rank)
+    if error:
+        outcome.why, outcome.not_run = error, [c.label for c in configs]
+        say(f"sweep: {outcome.failure()}")
+    else:
+        run_share(configs, ctx, given, experiment, plan["experiment_id"], plan["parent"], plan["study"], force,
+                  outcome, rank_tags(rank, world), keep_failure=True)
+    gather(outcome, world)
+    return plan["study"]
+
+
+def rank_tags(rank: int, world: int) -> dict[str, str]:
+    return {RANK: str(rank), WORLD_SIZE: str(world)}

@@ -1,0 +1,105 @@
+"""`gradacc sweep --gpus G`: the spread sweep on this node, launched as the torchrun command a user would type,
+`torchrun --standalone --nproc-per-node G -m gradacc sweep OPTIONS` (the same options, less --gpus).
+
+The ranks' own lines pass through (stdout untouched, so compare's table stays on stdout); torchrun's own log
+lines and its failure report (a Python traceback) go only to a log file, so that a failure reads as the one
+`gradacc: error:` line rank 0 prints, or, when no rank could print one (a rank killed), one line from here."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from gradacc.core.data import ensure_dataset, resolve_data_dir
+from gradacc.core.errors import ConfigError
+from gradacc.distributed.launch import CORES_PER_WORKER_LIMIT, worker_env
+from gradacc.distributed.spread import SpreadFailed
+from gradacc.study.console import say
+
+# torchrun's logging: "E1128 19:41:13.867000 19271 torch/distributed/elastic/multiprocessing/api.py:1002] ..."
+TORCHRUN_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+CHILD_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
+ENTRY = "gradacc"  # the module each rank runs (`python -m gradacc`): the CLI, which finds torchrun's environment
+
+
+def check_processes(gpus: int, device: str) -> None:
+    """ConfigError for a process count this machine cannot run: one GPU each, or on a CPU a few per core."""
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine")
+    if cuda and gpus > torch.cuda.device_count():
+        raise ConfigError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} GPU(s), and each process "
+                          "of a spread sweep needs one of its own")
+    cores = os.cpu_count() or 1
+    if not cuda and gpus > CORES_PER_WORKER_LIMIT * cores:
+        raise ConfigError(f"--gpus {gpus}: {gpus} CPU processes on {cores} cores is more than this machine can "
+                          f"run (at most {CORES_PER_WORKER_LIMIT * cores})")
+
+
+class TorchrunOutput:
+    """Decides which of torchrun's stderr lines to show: the ranks' lines, not torchrun's own."""
+
+    def __init__(self):
+        self.report = False  # torchrun's failure report has begun: everything after it is torchrun's
+        self.interrupted = False  # torchrun was told to stop: it ends with a traceback of its own
+        self.error_shown = False
+        self.died: list[str] = []
+
+    def shown(self, line: str) -> bool:
+        if TORCHRUN_LOG.match(line):
+            if line.startswith("E"):  # "failed (exitcode: ...)": the workers are gone, the report follows
+                self.report = True
+                found = CHILD_FAILED.search(line)
+                if found and int(found.group(1)) < 0:
+                    self.died.append(f"local rank {found.group(2)} ended by signal {-int(found.group(1))}")
+            return False
+        if self.report or (self.interrupted and not line.startswith("gradacc: ")):
+            return False
+        self.error_shown = self.error_shown or line.startswith("gradacc: error:")
+        return True
+
+
+def launch_spread(gpus: int, device: str, data_dir: str, args: list[str]) -> int:
+    """Runs the torchrun command; returns its exit status (non-zero after rank 0's own error line), or raises
+    SpreadFailed where no rank said why."""
+    check_processes(gpus, device)
+    ensure_dataset(resolve_data_dir(data_dir))  # found (or downloaded) once here, not by G processes at once
+    folder = Path(tempfile.mkdtemp(prefix="gradacc-sweep-"))
+    log = folder / "torchrun.log"
+    torchrun = ["--standalone", f"--nproc-per-node={gpus}", "-m", ENTRY, "sweep", *args]
+    say(f"sweep: torchrun {' '.join(torchrun)}")
+    env = worker_env()
+    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default for several processes, without its banner
+    output = TorchrunOutput()
+    with log.open("w") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *torchrun],
+                                   stderr=subprocess.PIPE, text=True, env=env)
+
+        def pass_lines() -> None:
+            for line in process.stderr:
+                log_file.write(line)
+                if output.shown(line):
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+
+        try:
+            pass_lines()
+            code = process.wait()
+        except KeyboardInterrupt:  # the CLI ignores further signals while this runs
+            process.terminate()  # torchrun stops the ranks with SIGTERM: their runs end KILLED
+            output.interrupted = True
+            pass_lines()  # the ranks' last lines ("gradacc: terminated ..."), until they have all exited
+            process.wait(timeout=120)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    if code != 0 and not output.error_shown:
+        died = f": {', '.join(output.died)}" if output.died else ""
+        raise SpreadFailed(f"spread sweep: torchrun exited with code {code}{died} (full log: {log})")
+    shutil.rmtree(folder, ignore_errors=True)  # kept only where the error names it: the ranks' lines were shown
+    return code
