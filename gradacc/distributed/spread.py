@@ -144,7 +144,7 @@ def lead(protocols, parts, ctx, error, given, experiment, study, force, after, w
         raise SpreadFailed(f"spread sweep: rank 0 could not start ({error}); nothing was run")
     study = study or new_study_id()
     configs = configurations(protocols, parts)
-    with sweep_parent(protocols, given, ctx, experiment, study, world) as parent:
+    with sweep_parent(protocols, parts, given, ctx, experiment, study, world) as parent:
         todo, reused = pending(configs, ctx, parent.experiment_id, study, force)
         ranks = assign([configs[i] for i in todo], world)
         shares = [[i for i, r in zip(todo, ranks) if r == rank] for rank in range(world)]

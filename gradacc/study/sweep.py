@@ -18,7 +18,7 @@ from gradacc.core.errors import GradaccError
 from gradacc.names import NOTE, STUDY, SWEEP, WORLD_SIZE, part_tags, run_name, study_tags
 from gradacc.parts.context import Context
 from gradacc.study.console import say
-from gradacc.study.run import config_key, execute
+from gradacc.study.run import config_key, execute, subset_inputs
 from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, one_line, print_link, tracked_run
 
 SWEEP_ONLY = ("ks", "parts", "repeats", "force", "study", "output")  # options of the parent, not of its children
@@ -134,13 +134,15 @@ def run_share(configs: list[Config], ctx: Context, given: dict[str, str], experi
 
 
 @contextmanager
-def sweep_parent(protocols: list[Protocol], given: dict[str, str], ctx: Context, experiment: str | None, study: str,
-                 world: int = 1):
-    """The study's parent run (its children are the configurations' runs), opened and always closed."""
+def sweep_parent(protocols: list[Protocol], parts: list[str], given: dict[str, str], ctx: Context,
+                 experiment: str | None, study: str, world: int = 1):
+    """The study's parent run (its children are the configurations' runs), opened and always closed; it carries
+    the subsets its children use as dataset inputs too, so the study's data shows in the runs table's row."""
     smoke = any(p.smoke for p in protocols)
     tags = {**part_tags(SWEEP, smoke), **study_tags(study), **({WORLD_SIZE: str(world)} if world > 1 else {})}
     with tracked_run(SWEEP + ("-smoke" if smoke else ""), tags, experiment) as parent:
         parent.log_params(given, ctx.params())
+        parent.log_inputs(subset_inputs(protocols[0], ctx, parts))
         yield parent
     print_link(parent.experiment_id, parent.run_id)
 
@@ -173,7 +175,7 @@ def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: 
     end (compare). Returns the study id."""
     study = study or new_study_id()
     configs = configurations(protocols, parts)
-    with sweep_parent(protocols, given, ctx, experiment, study) as parent:
+    with sweep_parent(protocols, parts, given, ctx, experiment, study) as parent:
         say(f"sweep: study {study}, {len(configs)} runs")
         outcome = run_share(configs, ctx, given, experiment, parent.experiment_id, parent.run_id, study, force,
                             Outcome())

@@ -44,6 +44,12 @@ def test_second_sweep_reuses_every_finished_run(store):
     assert ids[0] != ids[1]
     for run in runs_by_part(store, "micro"):
         assert studies(store.get_run(run.info.run_id)) == set(ids)  # found by either study
+    # the parent shows the study's data too: micro runs only train, so the training subset alone
+    parents = runs_by_part(store, "sweep")
+    assert len(parents) == 2
+    for parent in parents:
+        inputs = store.get_run(parent.info.run_id).inputs.dataset_inputs
+        assert [i.dataset.name for i in inputs] == ["cifar10-train-1024"]
 
 
 def test_force_measures_again_and_repeats_add_seeds(store):
