@@ -13,7 +13,7 @@ from gradacc.analysis.commmodel.tables import check_markdown, presets_markdown, 
 from gradacc.analysis.plots.commmodel import write_model_plots
 from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
 from gradacc.core.errors import ConfigError, GradaccError
-from gradacc.names import COMMMODEL, part_tags
+from gradacc.names import COMMMODEL, NOTE, part_tags
 from gradacc.study.console import say
 from gradacc.tracking.results import load_runs, load_series
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
@@ -87,6 +87,9 @@ def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, b
         run.log_params({k: str(v) for k, v in given.items()}, {k: str(v) for k, v in resolved.items()})
         run.log_metrics({}, {f"best_workers.{name.split(' (')[0]}": b["workers"] for name, b in best.items()})
         run.log_files({}, writers=[copies_of([*(folder / n for n in files), *plots.values()], folder)])
+        run.set_tags({NOTE: "Part 4's model: the update time and scaling efficiency of N workers on "
+                            f"{gpus_per_node} GPUs per node ({intra}) from this store's measurements, the best N "
+                            f"per interconnect, checked against real DDP runs; tables and plots in {folder}."})
     say(f"commmodel: tables and plots in {folder}")
     print_link(run.experiment_id, run.run_id)
     return folder

@@ -24,7 +24,7 @@ from gradacc.analysis.report.html import render_report
 from gradacc.analysis.report.noise import noise_summary_text
 from gradacc.analysis.report.part4 import matching_ddp
 from gradacc.core.config import DEFAULT_KS
-from gradacc.names import COMPARE, COMPARE_OUTPUT, PARTS, part_tags, study_tags
+from gradacc.names import COMPARE, COMPARE_OUTPUT, NOTE, PARTS, part_tags, study_tags
 from gradacc.study.console import say
 from gradacc.tracking.experiments import others_with_runs, where_else
 from gradacc.tracking.results import load_runs, load_series, resolve_experiments, smoke_choice
@@ -119,8 +119,12 @@ def _log_compare_run(name: str, study: str | None, output_dir: Path, written: li
     with tracked_run(COMPARE, tags, name, parent_run_id) as run:
         run.log_params({"study": study or "", "output": str(output_dir)},
                        {"experiment": name, "include_smoke": str(include_smoke).lower()})
-        run.log_metrics({}, {"runs_compared": sum(len(s.runs) for s in sections), "settings": len(sections)})
+        compared = sum(len(s.runs) for s in sections)
+        run.log_metrics({}, {"runs_compared": compared, "settings": len(sections)})
         run.log_files({}, writers=[copies_of(written, output_dir)])
+        run.set_tags({NOTE: f"Comparison of {compared} runs ({'study ' + study if study else 'experiment ' + name}"
+                            f", {len(sections)} setting(s)): the summary table, plots and report.html, in "
+                            f"this run's artifacts and in {output_dir}."})
     print_link(run.experiment_id, run.run_id)
 
 

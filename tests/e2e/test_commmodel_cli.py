@@ -57,6 +57,7 @@ def test_commmodel_writes_tables_plots_and_a_run(model_store, tmp_path):
     assert "InfiniBand NDR (8/node on NVLink 4, 8 NICs/node)" in table  # default: one card per GPU
     assert (run.data.params["nics_per_node"], run.data.params["nics_per_node_resolved"]) == ("auto", "8")
     assert any(key.startswith("best_workers.") for key in run.data.metrics)
+    assert run.data.tags["mlflow.note.content"].startswith("Part 4's model: the update time")
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"table.md", "check.md", "plots"}
 
 

@@ -160,6 +160,8 @@ def test_run_compare_writes_and_logs(study, tmp_path, capsys):
     run = logged[0]
     assert run.info.run_name == "compare" and run.info.status == "FINISHED"
     assert run.data.params["study"] == "S" and run.data.metrics["settings"] == 2
+    assert run.data.tags["mlflow.note.content"].startswith(
+        f"Comparison of {int(run.data.metrics['runs_compared'])} runs (study S, 2 setting(s))")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.html", "table.md", "table.csv", "plots"} <= artifacts
     assert load_runs(study="S", parts=["compare"]).shape[0] >= 1  # and compare leaves it out of the table
