@@ -61,8 +61,10 @@ def subset_inputs(protocol: Protocol, ctx: Context, parts) -> list[dict]:
 
 
 def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context,
-                 name: str | None = None) -> None:
-    """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt."""
+                 name: str | None = None, plots_later: list | None = None) -> None:
+    """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt. With
+    `plots_later` (a sweep), the plot is not drawn now but appended there as a callable that draws and logs it:
+    the sweep draws them after its last configuration, so none waits between two measurements."""
     run.log_metrics(result.series, result.summaries)
     files = {f"series/{name}.csv": series_csv(*steps_values) for name, steps_values in result.series.items()}
     files["environment.txt"] = environment_text(ctx.runtime)
@@ -73,7 +75,22 @@ def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Conte
     def plot(root):
         plot_run(title, result.series, root / "plots" / f"{result.part}.png", window=window)
 
-    run.log_files(files, writers=[plot])
+    if plots_later is None:
+        run.log_files(files, writers=[plot])
+        return
+    run.log_files(files)
+    plots_later.append(lambda: run.log_files({}, writers=[plot]))
+
+
+def draw_plots(plots_later: list) -> None:
+    """The plots a sweep put off (write_result), each logged to its run, which has ended by now; a plot that
+    cannot be drawn or logged costs one line, not the study (its series are logged as CSV already)."""
+    for draw in plots_later:
+        try:
+            draw()
+        except Exception as err:  # noqa: BLE001 - derived from what is logged; the sweep goes on
+            say(f"a run's plot could not be drawn or logged: {type(err).__name__}: {err}".splitlines()[0])
+    plots_later.clear()
 
 
 def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **protocol_args) -> dict[str, str]:
@@ -101,7 +118,8 @@ def description(what: str, summaries: dict[str, float], finished: bool) -> str:
 
 def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str, str], resolved: dict[str, str],
                     protocol: Protocol, ctx: Context, intro: str, measure, length: int,
-                    experiment: str | None = None, parent_run_id: str | None = None) -> Result:
+                    experiment: str | None = None, parent_run_id: str | None = None,
+                    plots_later: list | None = None) -> Result:
     """A tracked run around `measure(result, advance)`: params, the intro line, a progress bar of `length` steps;
     whatever was measured is logged even when the measurement fails or is interrupted."""
     with tracked_run(name, tags, experiment, parent_run_id, measures=True) as run:
@@ -122,7 +140,7 @@ def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str,
         finally:
             result.summaries.update(wall_time_s=time.perf_counter() - start,
                                     peak_memory_mb=ctx.peak_memory_mb())
-            write_result(run, result, protocol, ctx, name)
+            write_result(run, result, protocol, ctx, name, plots_later)
             run.set_tags({NOTE: description(intro.split(": ", 1)[-1], result.summaries, finished)})
         say(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()))
     print_link(run.experiment_id, run.run_id)
@@ -130,7 +148,8 @@ def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str,
 
 
 def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], experiment: str | None = None,
-            parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> Result:
+            parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+            plots_later: list | None = None) -> Result:
     """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted."""
     name = run_name(part, protocol.k, protocol.smoke)
     run_tags = {**part_tags(part, protocol.smoke), CONFIG: config_key(part, protocol, ctx),
@@ -147,4 +166,4 @@ def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], 
              + (f"; noise scale {run_tags[NOISE_SCALE]}" if part == "converge" else ""))
     return measure_tracked(name, part, run_tags, given, {**protocol.as_params(), **ctx.params()}, protocol, ctx,
                            intro, lambda result, advance: RUNNERS[part](protocol, ctx, result, advance),
-                           progress_length(part, protocol), experiment, parent_run_id)
+                           progress_length(part, protocol), experiment, parent_run_id, plots_later)

@@ -18,7 +18,7 @@ from gradacc.core.errors import GradaccError
 from gradacc.names import NOTE, STUDY, SWEEP, WORLD_SIZE, part_tags, run_name, study_tags
 from gradacc.parts.context import Context
 from gradacc.study.console import say
-from gradacc.study.run import config_key, execute, subset_inputs
+from gradacc.study.run import config_key, draw_plots, execute, subset_inputs
 from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, one_line, print_link, tracked_run
 
 SWEEP_ONLY = ("ks", "parts", "repeats", "force", "study", "output")  # options of the parent, not of its children
@@ -112,24 +112,29 @@ def run_share(configs: list[Config], ctx: Context, given: dict[str, str], experi
     """Runs (or reuses) each configuration as a child of the parent. A failure propagates (the run ends FAILED),
     or with `keep_failure` stops this share and is kept in the outcome: the other ranks of a spread sweep go on."""
     child_given = {k: v for k, v in given.items() if k not in SWEEP_ONLY}
-    for index, config in enumerate(configs):
-        protocol = config.protocol
-        try:
-            if not force and reuse(config, ctx, exp_id, study):
-                outcome.reused.append(config.label)
-                continue
-            execute(config.part, protocol, ctx, dict(child_given, k=str(protocol.k), seed=str(protocol.seed)),
-                    experiment, parent_run_id=parent_run_id, tags={**study_tags(study), **(tags or {})})
-        except Exception as err:
-            if not keep_failure:
-                raise
-            if not isinstance(err, GradaccError):  # a bug, not a failure the user caused: keep its traceback
-                traceback.print_exc()
-            outcome.failed, outcome.why = config.label, reason(err)
-            outcome.not_run = [c.label for c in configs[index + 1:]]
-            say(f"sweep: {outcome.failure()}; rank 0 reports it at the end")
-            break
-        outcome.ran.append(config.label)
+    plots_later: list = []  # the runs' PNGs, drawn after the last configuration, not between two
+    try:
+        for index, config in enumerate(configs):
+            protocol = config.protocol
+            try:
+                if not force and reuse(config, ctx, exp_id, study):
+                    outcome.reused.append(config.label)
+                    continue
+                execute(config.part, protocol, ctx, dict(child_given, k=str(protocol.k), seed=str(protocol.seed)),
+                        experiment, parent_run_id=parent_run_id, tags={**study_tags(study), **(tags or {})},
+                        plots_later=plots_later)
+            except Exception as err:
+                if not keep_failure:
+                    raise
+                if not isinstance(err, GradaccError):  # a bug, not a failure the user caused: keep its traceback
+                    traceback.print_exc()
+                outcome.failed, outcome.why = config.label, reason(err)
+                outcome.not_run = [c.label for c in configs[index + 1:]]
+                say(f"sweep: {outcome.failure()}; rank 0 reports it at the end")
+                break
+            outcome.ran.append(config.label)
+    finally:
+        draw_plots(plots_later)
     return outcome
 
 

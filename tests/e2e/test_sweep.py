@@ -87,3 +87,24 @@ def test_interrupted_sweep_resumes_where_it_stopped(store, monkeypatch, interrup
     study = parent_study(resumed)
     assert all(study in studies(store.get_run(r.info.run_id)) for r in finished)
     assert not [r for r in all_runs(store) if r.info.status == "RUNNING"]
+
+
+def test_the_runs_plots_are_drawn_after_the_last_configuration(store, monkeypatch):
+    events = []
+    real_micro, real_plot = runner.RUNNERS["micro"], runner.plot_run
+
+    def measure(protocol, ctx, result, progress):
+        events.append(f"measure k={protocol.k}")
+        return real_micro(protocol, ctx, result, progress)
+
+    def plot(title, series, path, window=None):
+        events.append(f"plot {title.split()[0]}")
+        return real_plot(title, series, path, window=window)
+
+    monkeypatch.setitem(runner.RUNNERS, "micro", measure)
+    monkeypatch.setattr(runner, "plot_run", plot)
+    result = run_cli(SWEEP)
+    assert result.code == 0, result.err
+    assert events == ["measure k=1", "measure k=2", "plot micro-k1-smoke", "plot micro-k2-smoke"]
+    for run in runs_by_part(store, "micro"):  # each logged to its own run, after the run ended
+        assert [a.path for a in store.list_artifacts(run.info.run_id, "plots")] == ["plots/micro.png"]
