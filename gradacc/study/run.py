@@ -123,8 +123,8 @@ def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str,
     """A tracked run around `measure(result, advance)`: params, the intro line, a progress bar of `length` steps;
     whatever was measured is logged even when the measurement fails or is interrupted."""
     with tracked_run(name, tags, experiment, parent_run_id, measures=True) as run:
-        run.log_params(given, resolved)
         run.log_inputs(subset_inputs(protocol, ctx, [part]))
+        run.log_params(given, resolved)  # last before measuring: the resolved params say the measurement begins
         say(intro)
         result = Result(part)
         ctx.reset_peak_memory()
