@@ -38,11 +38,23 @@ def _found(c: MlflowClient, ref: str | None, create: bool):
     ref = ref or os.environ.get(NAME_ENV) or os.environ.get(ID_ENV) or DEFAULT_EXPERIMENT_ID
     exp = c.get_experiment_by_name(ref) if from_env else _by_ref(c, str(ref))
     if exp is None and create and not str(ref).isdigit():
-        return c.get_experiment(c.create_experiment(str(ref)))
+        return c.get_experiment(_create(c, str(ref)))
     if exp is None:
         raise TrackingError(f"no experiment {ref!r} in the tracking store {mlflow.get_tracking_uri()} "
                             f"({HOW_TO_CHOOSE})")
     return exp
+
+
+def _create(c: MlflowClient, name: str) -> str:
+    """A new experiment's id; where another process created it first (writers that start together on a server or
+    a database, which the sqlite store_lock does not reach), that one's."""
+    try:
+        return c.create_experiment(name)
+    except mlflow.exceptions.MlflowException as err:
+        exp = c.get_experiment_by_name(name) if err.error_code == "RESOURCE_ALREADY_EXISTS" else None
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def _resolve_one(c: MlflowClient, ref: str | None, create: bool) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 creating a sqlite store, and store errors described in one line."""
 from __future__ import annotations
 
+import configparser
 import os
 import re
 from contextlib import contextmanager
@@ -18,16 +19,52 @@ def bound_http_retries() -> None:
         os.environ.setdefault(key, value)
 
 
+# MLflow's wording of a refused request: "API request to endpoint /api/2.0/... failed with error code 401 != 200"
+# (REST calls), or requests' "401 Client Error: ... for url: ..." (proxied artifact transfers).
+REFUSED = re.compile(r"endpoint (\S+) failed with error code (40[13]) != 200|^(40[13]) Client Error")
+CREDENTIALS = "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
+
+
 def describe(err: Exception) -> str:
-    """One line for a store error; a refused or timed-out connection as just that, not urllib3's long story."""
+    """One line for a store error; a refused or timed-out connection as just that, not urllib3's long story; a
+    server that refuses the credentials or the permission (basic authentication) as what to check."""
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     cause = re.search(r"\[Errno -?\d+\] [^'\")]+|Read timed out|Connection refused", text)
     if cause and "Max retries exceeded" in text:
-        return f"no answer after {os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES')} retries ({cause.group(0)})"
+        hung = cause.group(0) == "Read timed out"  # connected, then no answer: say how long each try waited
+        waited = f" after {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT')} s" if hung else ""
+        return f"no answer after {os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES')} retries ({cause.group(0)}{waited})"
+    refused = REFUSED.search(text)
+    if refused:
+        return _refusal(refused.group(2) or refused.group(3), refused.group(1))
     scheme = re.search(r"unsupported URI '([^']*)'.*Supported URI schemes are: (\[[^]]*\])", text)
     if scheme:  # MLflow words it as a model-registry problem; for gradacc it is the tracking URI that is wrong
         return f"unsupported URI {scheme.group(1)!r}; MLflow knows the schemes {scheme.group(2)}"
     return f"{type(err).__name__}: {text}"
+
+
+def _given_user() -> str | None:
+    """The user MLflow's client sends: $MLFLOW_TRACKING_USERNAME, else ~/.mlflow/credentials' (its other source)."""
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        return os.environ["MLFLOW_TRACKING_USERNAME"]
+    config = configparser.ConfigParser()
+    try:
+        config.read(os.path.expanduser("~/.mlflow/credentials"))
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+    return config.get("mlflow", "mlflow_tracking_username", fallback=None)
+
+
+def _refusal(status: str, endpoint: str | None) -> str:
+    user = _given_user()
+    if status == "401" and not user:
+        return f"tracking server asks for credentials (HTTP 401): set {CREDENTIALS}"
+    if status == "401":
+        return f"tracking server refused the credentials (HTTP 401): check {CREDENTIALS}"
+    where = f" on {endpoint}" if endpoint else ""
+    # Under MLflow's default_permission (READ) a user writes only to experiments it created or was granted
+    return (f"tracking server denied user {user!r} permission (HTTP 403{where}): a user writes to experiments it "
+            "created or was granted EDIT on by the server's admin (--experiment chooses another)")
 
 
 def sqlite_path(uri: str) -> str | None:
@@ -42,7 +79,8 @@ def sqlite_path(uri: str) -> str | None:
 def store_lock(uri: str):
     """Processes that open one new sqlite store at once race in its schema migrations and in creating the
     experiment (MLflow's busy timeout does not prevent it): an exclusive lock on `<db>.lock` makes them take
-    turns. Other stores (a server, PostgreSQL) serialise this themselves."""
+    turns. Other stores (a server, PostgreSQL) migrate once, and a lost race to create the experiment is taken
+    as finding it (tracking/experiments.py)."""
     path = sqlite_path(uri)
     try:
         import fcntl
