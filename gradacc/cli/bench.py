@@ -23,7 +23,8 @@ def _lines(value: str) -> tuple[str, ...]:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--threads", type=Threads(), default="auto", show_default=True,
               help="torch CPU threads for every line (auto = torch's default, one per physical core).")
-@click.option("--data-dir", default="", show_default="$GRADACC_DATA_DIR, else ./data")
+@click.option("--data-dir", default="auto", show_default=True,
+              help="Folder that holds cifar-10-batches-py/ (auto: $GRADACC_DATA_DIR, else ./data).")
 @click.option("--batches", type=click.IntRange(1), default=200, show_default=True,
               help="Micro-batches drawn per stream for the delivery rate.")
 @click.option("--updates", type=click.IntRange(5), default=40, show_default=True,

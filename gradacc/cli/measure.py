@@ -55,8 +55,8 @@ converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) 
               help="Seeds per configuration: --seed, --seed+1, ...")
 @click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               help="Measure again even where a FINISHED run of the same config and code version exists.")
-@click.option("--study", default="", show_default="a new id",
-              help="Study id to tag the runs with (reuse one to extend or resume a study).")
+@click.option("--study", default="new", show_default=True,
+              help="Study id to tag the runs with (reuse one to extend or resume a study; new = a new id).")
 @click.option("--output", default=COMPARE_OUTPUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
 @click.option("--gpus", type=WholeNumber(1), default=1, show_default=True,
@@ -97,16 +97,18 @@ def sweep(click_ctx, ks, parts, repeats, force, study, output, gpus, epochs, see
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
                  force=str(force).lower(), study=study, output=output)
 
+    study_id = None if study in ("", "new") else study
+
     def compare_study(parent_run_id: str, study_id: str) -> Path:
         return run_compare(experiment, study_id, output, parent_run_id=parent_run_id, include_smoke=smoke)
 
     if torchrun_world():  # one rank of several: its share of the study (gradacc/distributed/spread.py)
         from gradacc.distributed.spread import run_spread_sweep
         run_spread_sweep(protocols, chosen, lambda: prepare(protocols, device, threads, data_dir, tf32), device,
-                         given, experiment, study or None, force, compare_study)
+                         given, experiment, study_id, force, compare_study)
         return
     ctx = prepare(protocols, device, threads, data_dir, tf32)
-    run_sweep(protocols, chosen, ctx, given, experiment, study=study or None, force=force, after=compare_study)
+    run_sweep(protocols, chosen, ctx, given, experiment, study=study_id, force=force, after=compare_study)
 
 
 def forwarded_options(click_ctx: click.Context, leave_out: str) -> list[str]:

@@ -19,6 +19,7 @@ NUM_CLASSES = 10
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"  # of the official tarball, as torchvision checks it
 ENV_VAR = "GRADACC_DATA_DIR"
+AUTO = "auto"  # --data-dir auto: GRADACC_DATA_DIR, else ./data (an empty default would reach MLflow as '')
 DEFAULT_DIR = "data"
 
 
@@ -33,8 +34,8 @@ class Subset:
 
 
 def resolve_data_dir(data_dir: str | None) -> Path:
-    """--data-dir if given (non-empty), else GRADACC_DATA_DIR, else ./data."""
-    chosen = data_dir or os.environ.get(ENV_VAR) or DEFAULT_DIR
+    """--data-dir if given (not empty, not 'auto'), else GRADACC_DATA_DIR, else ./data."""
+    chosen = (data_dir if data_dir not in (None, "", AUTO) else None) or os.environ.get(ENV_VAR) or DEFAULT_DIR
     return Path(chosen).expanduser()
 
 

@@ -117,7 +117,7 @@ def _log_compare_run(name: str, study: str | None, output_dir: Path, written: li
     if study:
         tags.update(study_tags(study))
     with tracked_run(COMPARE, tags, name, parent_run_id) as run:
-        run.log_params({"study": study or "", "output": str(output_dir)},
+        run.log_params({"study": study or "all", "output": str(output_dir)},
                        {"experiment": name, "include_smoke": str(include_smoke).lower()})
         compared = sum(len(s.runs) for s in sections)
         run.log_metrics({}, {"runs_compared": compared, "settings": len(sections)})

@@ -97,7 +97,7 @@ def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **
     """The options as the user gave them, the same strings `mlflow run` logs for its parameters."""
     given = {key: str(value).lower() if isinstance(value, bool) else str(value)
              for key, value in protocol_args.items()}
-    given.update(device=device, loader=loader, threads=str(threads), data_dir=data_dir or "",
+    given.update(device=device, loader=loader, threads=str(threads), data_dir=data_dir or "auto",
                  smoke=str(smoke).lower(), cuda_graphs=str(cuda_graphs).lower())
     return given
 

@@ -67,6 +67,8 @@ def test_readme_commands_and_snippets_work_in_order(tmp_path):
         experiments = {e.name: e.experiment_id for e in client.search_experiments()}
         runs = client.search_runs([experiments["Default"]], max_results=1000)
     assert list(experiments) == ["Default"]  # every entry path wrote into the same experiment
+    # `mlflow run` logs an empty parameter as '' (shell-quoted): no default is empty
+    assert not [(r.info.run_name, k) for r in runs for k, v in r.data.params.items() if v in ("", "''")]
     parts = sorted(r.data.tags.get("gradacc.part", "?") for r in runs)
     assert parts.count("converge") == 5 and parts.count("compare") == 3 and parts.count("sweep") == 1
     by_code = {code: (out, err) for code, out, err in outputs}

@@ -142,6 +142,7 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
     assert resolve_data_dir("/from/option") == Path("/from/option")
     assert resolve_data_dir("") == Path("/from/env")
     assert resolve_data_dir(None) == Path("/from/env")
+    assert resolve_data_dir("auto") == Path("/from/env")  # the option's default
     monkeypatch.setenv("GRADACC_DATA_DIR", "")
     assert resolve_data_dir("") == Path("data")
     monkeypatch.delenv("GRADACC_DATA_DIR")
