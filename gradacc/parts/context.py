@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from gradacc.core.config import Protocol
-from gradacc.core.data import Subset, load_subset, resolve_data_dir
+from gradacc.core.data import Subset, load_subset, resolve_data_dir, subset_digest
 from gradacc.core.errors import ConfigError
 from gradacc.core.runtime import Runtime, resolve_runtime
 from gradacc.core.streams import DeviceStream, TorchvisionStream, normalize, pad_on_device, to_nchw
@@ -54,6 +54,13 @@ class Context:
         return self._cached(f"test{n}", lambda: (
             normalize(to_nchw(self.subset.test_images[:n], device)),
             torch.from_numpy(self.subset.test_labels[:n]).to(device)))
+
+    def subset_digest(self, split: str, n: int) -> str:
+        """core.data.subset_digest of the first n images of `split` ('train' or 'test'): once per process, not
+        once per run (a SHA-256 over 30 MB of training images)."""
+        images, labels = ((self.subset.train_images, self.subset.train_labels) if split == "train"
+                          else (self.subset.test_images, self.subset.test_labels))
+        return self._cached(f"digest-{split}{n}", lambda: subset_digest(images[:n], labels[:n]))
 
     def reset_peak_memory(self) -> None:
         if self.runtime.is_cuda:

@@ -10,7 +10,7 @@ import time
 
 from gradacc.analysis.plots.run import plot_run
 from gradacc.core.config import Protocol
-from gradacc.core.data import FOLDER, TEST_FILE, TRAIN_FILES, class_counts, subset_digest
+from gradacc.core.data import FOLDER, TEST_FILE, TRAIN_FILES, class_counts
 from gradacc.core.errors import Diverged
 from gradacc.core.noise import status as noise_status
 from gradacc.core.runtime import environment_report
@@ -50,14 +50,15 @@ def config_key(part: str, protocol: Protocol, ctx: Context) -> str:
 
 def subset_inputs(protocol: Protocol, ctx: Context, parts) -> list[dict]:
     """The dataset inputs of a run of `parts`: the protocol's training subset, and its test subset where one of
-    the parts evaluates; each with the digest of exactly the images and labels used (about 20 ms, no copy)."""
+    the parts evaluates; each with the digest of exactly the images and labels used (computed once per process)."""
     folder = ctx.data_path / FOLDER
-    uses = [(TRAINING, ctx.subset.train_images, ctx.subset.train_labels, protocol.train_size,
+    uses = [(TRAINING, "train", ctx.subset.train_images, ctx.subset.train_labels, protocol.train_size,
              f"{TRAIN_FILES[0]} to {TRAIN_FILES[-1]}")]
     if any(part in EVALUATES for part in parts):
-        uses.append((EVALUATION, ctx.subset.test_images, ctx.subset.test_labels, protocol.test_size, TEST_FILE))
-    return [subset_record(context, subset_digest(images[:n], labels[:n]), folder, n, class_counts(labels[:n]),
-                          images.shape[1:], files) for context, images, labels, n, files in uses]
+        uses.append((EVALUATION, "test", ctx.subset.test_images, ctx.subset.test_labels, protocol.test_size,
+                     TEST_FILE))
+    return [subset_record(context, ctx.subset_digest(split, n), folder, n, class_counts(labels[:n]),
+                          images.shape[1:], files) for context, split, images, labels, n, files in uses]
 
 
 def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context,

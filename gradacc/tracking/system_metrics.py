@@ -40,8 +40,9 @@ def missing_package() -> str | None:
 
 def require_packages() -> None:
     """ConfigError (one line, naming the pip command) where the monitor's package is missing."""
-    if missing_package():
-        raise ConfigError(f"--system-metrics needs {missing_package()}, which is not installed: {INSTALL}")
+    missing = missing_package()
+    if missing:
+        raise ConfigError(f"--system-metrics needs {missing}, which is not installed: {INSTALL}")
 
 
 def switch(enabled: bool) -> None:
