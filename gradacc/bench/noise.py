@@ -28,6 +28,11 @@ def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(diff.mean()), half_width(sd, len(diff))
 
 
+def within_spread(diff: float, half: float) -> str:
+    """Whether a paired difference lies inside its 95% interval: the verdict a side-by-side line prints."""
+    return "n/a (one pair)" if np.isnan(half) else ("yes" if abs(diff) <= half else "NO")
+
+
 def bench_noise_timing(ctx: Context, protocol: Protocol, k: int, updates: int, pairs: int) -> Line:
     """`pairs` pairs of converge runs of `updates` updates at K=k, one with the noise scale and one without, in
     A B B A order; the line compares their mean update times and says whether they agree within the spread."""
@@ -49,7 +54,7 @@ def bench_noise_timing(ctx: Context, protocol: Protocol, k: int, updates: int, p
                 without.append(update_s)
     a, b = np.array(with_noise), np.array(without)
     diff, half = difference_interval(a, b)
-    agree = "n/a (one pair)" if np.isnan(half) else ("yes" if abs(diff) <= half else "NO")
+    agree = within_spread(diff, half)
     note = (f"K={k}, {updates} updates per run, one warm-up run, then {pairs} pairs A B B A; difference "
             f"{diff * 1e3:+.2f} ms ± {half * 1e3:.2f} ms (95% t interval of the paired differences); "
             f"within the spread: {agree}. "

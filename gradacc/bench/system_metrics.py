@@ -10,7 +10,7 @@ import numpy as np
 
 from gradacc.bench.lines import Line
 from gradacc.bench.measure import update_time_s
-from gradacc.bench.noise import difference_interval
+from gradacc.bench.noise import difference_interval, within_spread
 from gradacc.core.config import Protocol
 from gradacc.names import part_tags
 from gradacc.parts.context import Context
@@ -38,8 +38,9 @@ def bench_system_metrics(ctx: Context, protocol: Protocol, side_s: float, pairs:
     """`pairs` pairs of K=1 update runs, one with the monitor and one without, in A B B A order, each side about
     `side_s` seconds long; the line compares their mean update times with the 95% t interval of the paired
     differences. Without psutil, the reason it was skipped."""
-    if missing_package():
-        return f"system metrics cost: skipped (needs {missing_package()}: pip install -e '.[system-metrics]')"
+    missing = missing_package()
+    if missing:
+        return f"system metrics cost: skipped (needs {missing}: pip install -e '.[system-metrics]')"
     base = replace(protocol, k=1, cuda_graphs=False)
     warm_s, _ = side_update_s(ctx, base, WARMUP_UPDATES, False)  # not recorded
     updates = max(MIN_UPDATES, math.ceil(side_s / warm_s))
@@ -52,7 +53,7 @@ def bench_system_metrics(ctx: Context, protocol: Protocol, side_s: float, pairs:
                 round_cpu_s.append(cpu_s)
     a, b = np.array(on), np.array(off)
     diff, half = difference_interval(a, b)
-    within = "n/a (one pair)" if np.isnan(half) else ("yes" if abs(diff) <= half else "NO")
+    within = within_spread(diff, half)
     interval, samples = sampling()
     round_ms = float(np.mean(round_cpu_s)) * 1e3
     note = (f"K=1, {updates} updates per side (about {updates * warm_s:.0f} s), one warm-up side, then {pairs} "
