@@ -36,21 +36,27 @@ class VerifyFailed(GradaccError, RuntimeError):
     """Accumulation and DDP gradients differ beyond the tolerance."""
 
 
-def check_workers(workers: int, device: str) -> str:
-    """The device the workers will use ('cuda' or 'cpu'); ConfigError for a count this machine cannot start."""
+def check_processes(count: int, device: str, noun: str) -> str:
+    """The device that `count` local processes of torchrun (DDP workers, a spread sweep's ranks) will use ('cuda'
+    or 'cpu'); ConfigError where this machine cannot run them: one GPU each, or on a CPU a few per core."""
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine")
-    if workers < 1:
-        raise ConfigError(f"workers must be a positive integer, got {workers}")
-    if cuda and workers > torch.cuda.device_count():
-        raise ConfigError(f"{workers} workers need {workers} GPUs (NCCL, one GPU per worker), but this machine has "
+    if cuda and count > torch.cuda.device_count():
+        raise ConfigError(f"{count} {noun} need {count} GPUs (one each), but this machine has "
                           f"{torch.cuda.device_count()}")
     cores = os.cpu_count() or 1
-    if not cuda and workers > CORES_PER_WORKER_LIMIT * cores:
-        raise ConfigError(f"{workers} CPU workers on {cores} cores is more than this machine can run "
+    if not cuda and count > CORES_PER_WORKER_LIMIT * cores:
+        raise ConfigError(f"{count} CPU {noun} on {cores} cores is more than this machine can run "
                           f"(at most {CORES_PER_WORKER_LIMIT * cores}: {CORES_PER_WORKER_LIMIT} per core)")
     return "cuda" if cuda else "cpu"
+
+
+def check_workers(workers: int, device: str) -> str:
+    """check_processes for DDP workers, whose count comes from --workers."""
+    if workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers}")
+    return check_processes(workers, device, "workers")
 
 
 def worker_env() -> dict[str, str]:

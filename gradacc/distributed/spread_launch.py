@@ -6,7 +6,6 @@ lines and its failure report (a Python traceback) go only to a log file, so that
 `gradacc: error:` line rank 0 prints, or, when no rank could print one (a rank killed), one line from here."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,11 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from gradacc.core.data import ensure_dataset, resolve_data_dir
 from gradacc.core.errors import ConfigError
-from gradacc.distributed.launch import CORES_PER_WORKER_LIMIT, worker_env
+from gradacc.distributed.launch import check_processes, worker_env
 from gradacc.distributed.spread import SpreadFailed
 from gradacc.study.console import say
 
@@ -28,18 +25,12 @@ CHILD_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
 ENTRY = "gradacc"  # the module each rank runs (`python -m gradacc`): the CLI, which finds torchrun's environment
 
 
-def check_processes(gpus: int, device: str) -> None:
-    """ConfigError for a process count this machine cannot run: one GPU each, or on a CPU a few per core."""
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine")
-    if cuda and gpus > torch.cuda.device_count():
-        raise ConfigError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} GPU(s), and each process "
-                          "of a spread sweep needs one of its own")
-    cores = os.cpu_count() or 1
-    if not cuda and gpus > CORES_PER_WORKER_LIMIT * cores:
-        raise ConfigError(f"--gpus {gpus}: {gpus} CPU processes on {cores} cores is more than this machine can "
-                          f"run (at most {CORES_PER_WORKER_LIMIT * cores})")
+def check_gpus(gpus: int, device: str) -> None:
+    """ConfigError, naming --gpus, for a process count this machine cannot run (launch.check_processes' rule)."""
+    try:
+        check_processes(gpus, device, "processes")
+    except ConfigError as err:
+        raise ConfigError(f"--gpus {gpus}: {err}") from None
 
 
 class TorchrunOutput:
@@ -68,7 +59,7 @@ class TorchrunOutput:
 def launch_spread(gpus: int, device: str, data_dir: str, args: list[str]) -> int:
     """Runs the torchrun command; returns its exit status (non-zero after rank 0's own error line), or raises
     SpreadFailed where no rank said why."""
-    check_processes(gpus, device)
+    check_gpus(gpus, device)
     ensure_dataset(resolve_data_dir(data_dir))  # found (or downloaded) once here, not by G processes at once
     folder = Path(tempfile.mkdtemp(prefix="gradacc-sweep-"))
     log = folder / "torchrun.log"
