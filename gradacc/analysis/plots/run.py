@@ -21,6 +21,7 @@ LABELS = {
     "noise_scale_simple_epoch": ("epoch", "B_simple of the epoch (images)"),
     "grad_norm_sq_est": ("update", "|G|² estimate"),
     "grad_trace_sigma_est": ("update", "tr(Σ) estimate"),
+    "noise_snapshot_s": ("update", "snapshot work (s), taken out"),
 }
 
 
