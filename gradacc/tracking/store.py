@@ -1,5 +1,6 @@
 """The tracking store's access rules that need no mlflow import: bounded HTTP retries, the lock that serialises
-creating a sqlite store, and store errors described in one line."""
+creating a sqlite store, how long a sqlite write waits for another writer, and store errors described in one
+line."""
 from __future__ import annotations
 
 import configparser
@@ -19,6 +20,30 @@ def bound_http_retries() -> None:
         os.environ.setdefault(key, value)
 
 
+# MLflow 3.17 starts every sqlite session with `PRAGMA busy_timeout = 20000` (mlflow/store/db/utils.py) and has no
+# setting for it: a write that finds the file locked by another writer fails after 20 s. The processes of a spread
+# sweep write one sqlite file at once, and on a loaded machine one of them held the lock past that (the failed
+# write's run then went on into a local copy, and MLflow logged a traceback). Writes hold the lock for
+# milliseconds, so waiting longer costs nothing unless something is wrong; the PRAGMA is rewritten to this.
+SQLITE_BUSY_TIMEOUT_S = 120
+BUSY_PRAGMA = re.compile(r"\s*PRAGMA busy_timeout\s*=\s*\d+\s*;?\s*$", re.IGNORECASE)
+
+
+def _longer_busy_timeout(conn, cursor, statement, parameters, context, executemany):
+    if conn.dialect.name == "sqlite" and BUSY_PRAGMA.match(statement):
+        statement = f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}"
+    return statement, parameters
+
+
+def wait_on_sqlite_locks() -> None:
+    """Makes this process's sqlite writes wait up to SQLITE_BUSY_TIMEOUT_S for another writer's lock (every
+    SQLAlchemy engine, those already made too). SQLAlchemy is imported only here: a server store never needs it."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    if not event.contains(Engine, "before_cursor_execute", _longer_busy_timeout):
+        event.listen(Engine, "before_cursor_execute", _longer_busy_timeout, retval=True)
+
+
 # MLflow's wording of a refused request: "API request to endpoint /api/2.0/... failed with error code 401 != 200"
 # (REST calls), or requests' "401 Client Error: ... for url: ..." (proxied artifact transfers).
 REFUSED = re.compile(r"endpoint (\S+) failed with error code (40[13]) != 200|^(40[13]) Client Error")
@@ -29,6 +54,8 @@ def describe(err: Exception) -> str:
     """One line for a store error; a refused or timed-out connection as just that, not urllib3's long story; a
     server that refuses the credentials or the permission (basic authentication) as what to check."""
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "database is locked" in str(err):  # its first line is often SQLAlchemy's note on autoflush
+        return "sqlite store stayed locked by another writer past the busy timeout (database is locked)"
     cause = re.search(r"\[Errno -?\d+\] [^'\")]+|Read timed out|Connection refused", text)
     if cause and "Max retries exceeded" in text:
         hung = cause.group(0) == "Read timed out"  # connected, then no answer: say how long each try waited
@@ -80,8 +107,11 @@ def store_lock(uri: str):
     """Processes that open one new sqlite store at once race in its schema migrations and in creating the
     experiment (MLflow's busy timeout does not prevent it): an exclusive lock on `<db>.lock` makes them take
     turns. Other stores (a server, PostgreSQL) migrate once, and a lost race to create the experiment is taken
-    as finding it (tracking/experiments.py)."""
+    as finding it (tracking/experiments.py). Every process that opens a store comes here first: for a sqlite
+    one, its later writes are also made to wait longer for each other (wait_on_sqlite_locks)."""
     path = sqlite_path(uri)
+    if path:
+        wait_on_sqlite_locks()
     try:
         import fcntl
         handle = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o644) if path else None
