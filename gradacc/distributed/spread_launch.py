@@ -3,7 +3,10 @@
 
 The ranks' own lines pass through (stdout untouched, so compare's table stays on stdout); torchrun's own log
 lines and its failure report (a Python traceback) go only to a log file, so that a failure reads as the one
-`gradacc: error:` line rank 0 prints, or, when no rank could print one (a rank killed), one line from here."""
+`gradacc: error:` line rank 0 prints, or, when no rank could print one (a rank killed), one line from here.
+
+A new study's id is chosen here, not by rank 0: after a failed torchrun every rank is gone, and the runs of that
+study still RUNNING (those of a rank killed outright, which never ended them) are ended KILLED from here."""
 from __future__ import annotations
 
 import re
@@ -14,10 +17,12 @@ import tempfile
 from pathlib import Path
 
 from gradacc.core.data import ensure_dataset, resolve_data_dir
-from gradacc.core.errors import ConfigError
+from gradacc.core.errors import ConfigError, GradaccError
 from gradacc.distributed.launch import check_processes, worker_env
 from gradacc.distributed.spread import SpreadFailed
 from gradacc.study.console import say
+from gradacc.study.sweep import new_study_id
+from gradacc.tracking.runs import end_runs_left_running
 
 # torchrun's logging: "E1128 19:41:13.867000 19271 torch/distributed/elastic/multiprocessing/api.py:1002] ..."
 TORCHRUN_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
@@ -56,10 +61,37 @@ class TorchrunOutput:
         return True
 
 
+def own_study(args: list[str]) -> tuple[list[str], str | None]:
+    """(args, study): for a new study (`--study new` or empty) an id chosen here, in `--study=ID`; None for a study
+    the user named, which other processes may be writing to now (their RUNNING runs are not this sweep's)."""
+    given = [arg.removeprefix("--study=") for arg in args if arg.startswith("--study=")]
+    if given and given[-1] not in ("", "new"):
+        return args, None
+    study = new_study_id()
+    args = [f"--study={study}" if arg.startswith("--study=") else arg for arg in args]
+    return (args if given else args + [f"--study={study}"]), study
+
+
+def end_killed_ranks_runs(study: str | None, how: str) -> None:
+    """After torchrun has exited, no rank is left to end its runs: those of the study still RUNNING are ended
+    KILLED, with one line. A store that cannot do it is one line too, the sweep's own error still to come."""
+    if study is None:
+        return
+    try:
+        names = end_runs_left_running(study, f"killed: its process ended before it could end the run ({how})")
+    except GradaccError as err:
+        say(f"sweep: {err}")
+        return
+    if names:
+        say(f"sweep: {len(names)} run(s) of study {study} left RUNNING by a killed process, ended KILLED: "
+            f"{', '.join(names)}")
+
+
 def launch_spread(gpus: int, device: str, data_dir: str, args: list[str]) -> int:
     """Runs the torchrun command; returns its exit status (non-zero after rank 0's own error line), or raises
     SpreadFailed where no rank said why."""
     check_gpus(gpus, device)
+    args, study = own_study(args)
     ensure_dataset(resolve_data_dir(data_dir))  # found (or downloaded) once here, not by G processes at once
     folder = Path(tempfile.mkdtemp(prefix="gradacc-sweep-"))
     log = folder / "torchrun.log"
@@ -87,10 +119,13 @@ def launch_spread(gpus: int, device: str, data_dir: str, args: list[str]) -> int
             output.interrupted = True
             pass_lines()  # the ranks' last lines ("gradacc: terminated ..."), until they have all exited
             process.wait(timeout=120)
+            end_killed_ranks_runs(study, "interrupted")  # a rank that ignored SIGTERM was SIGKILLed by torchrun
             shutil.rmtree(folder, ignore_errors=True)
             raise
+    died = f": {', '.join(output.died)}" if output.died else ""
+    if code != 0:
+        end_killed_ranks_runs(study, f"torchrun exited with code {code}{died}")
     if code != 0 and not output.error_shown:
-        died = f": {', '.join(output.died)}" if output.died else ""
         raise SpreadFailed(f"spread sweep: torchrun exited with code {code}{died} (full log: {log})")
     shutil.rmtree(folder, ignore_errors=True)  # kept only where the error names it: the ranks' lines were shown
     return code

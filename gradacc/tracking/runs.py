@@ -15,12 +15,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
-from gradacc.names import CONFIG, FAILURE, PART, SCHEMA, SCHEMA_VERSION
+from gradacc.names import CONFIG, FAILURE, PART, SCHEMA, SCHEMA_VERSION, STUDY
 from gradacc.tracking.context import context_tags
 from gradacc.tracking.datasets import log_dataset_inputs
 from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
-from gradacc.tracking.store import bound_http_retries, describe
+from gradacc.tracking.store import bound_http_retries, describe, sqlite_path, wait_on_sqlite_locks
 from gradacc.tracking.system_metrics import monitoring, switched_on
 
 UI_ADDRESS = "http://127.0.0.1:5000"
@@ -170,6 +170,24 @@ def find_finished_run(exp_id: str, config_key: str) -> str | None:
 def add_tags(run_id: str, tags: dict[str, str]) -> None:
     with store_errors(f"tagging run {run_id}"):
         client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def end_runs_left_running(study: str, reason: str) -> list[str]:
+    """Ends KILLED, with `reason` as gradacc.failure, every run of `study` still RUNNING; returns their names. Only
+    for a study no live process writes to: a process killed outright (SIGKILL) leaves its run RUNNING forever."""
+    path = sqlite_path(mlflow.get_tracking_uri())
+    if path and not os.path.exists(path):  # nothing was written, and a search would create the store
+        return []
+    if path:
+        wait_on_sqlite_locks()
+    c = client()
+    with store_errors(f"ending the runs of study {study} left RUNNING"):
+        exp_ids = [e.experiment_id for e in c.search_experiments()]
+        left = c.search_runs(exp_ids, f"tags.`{STUDY}.{study}` = '1' and attributes.status = 'RUNNING'")
+        for run in left:
+            c.log_batch(run.info.run_id, tags=[RunTag(FAILURE, reason[:4000])])
+            c.set_terminated(run.info.run_id, status="KILLED")
+    return [run.info.run_name for run in left]
 
 
 def time_metric_writes(uri: str, values: int) -> tuple[float, float]:

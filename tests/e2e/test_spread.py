@@ -90,6 +90,16 @@ def test_gpus_that_cannot_run_are_one_error_line(tracking_store, monkeypatch):
     assert nested.code == 2 and "under torchrun, leave --gpus out" in nested.err
 
 
+def test_the_launcher_chooses_a_new_study_s_id_and_leaves_a_named_one():
+    """A new study's id is the launcher's, so it can find the runs of a killed rank; a named study may have other
+    writers (their RUNNING runs are not this sweep's to end)."""
+    from gradacc.distributed.spread_launch import own_study
+    for given in ("new", ""):
+        args, study = own_study(["--ks=1,2", f"--study={given}", "--smoke=true"])
+        assert args == ["--ks=1,2", f"--study={study}", "--smoke=true"] and len(study) == 8
+    assert own_study(["--ks=1", "--study=S"]) == (["--ks=1", "--study=S"], None)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     with module_store(tmp_path_factory, "spread") as found:
@@ -203,15 +213,20 @@ def test_a_rank_that_cannot_start_is_named_and_the_others_run_their_share(tmp_pa
 @pytest.mark.slow
 def test_a_killed_rank_stops_the_sweep_with_one_line(tmp_path, monkeypatch):
     """SIGKILL: rank 0's collective fails at once (the dead rank's sockets close) and torchrun stops it; nothing
-    hangs. The killed rank's own run stays RUNNING, as any run of a process killed outright (compare skips it, a
-    new sweep measures it again)."""
+    hangs. The killed rank never ends its own run: the launcher, which chose the study id, ends it KILLED once
+    torchrun has exited, and says so in one line."""
     result, runs = spread_with_failure(tmp_path, monkeypatch, "kill")
     assert result.code != 0
     line, = error_lines(result)
     assert "signal 9" in line or "lost the other ranks" in line or "not every rank reported" in line, line
     assert runs["micro-k1-smoke"].info.status == "FINISHED"
-    assert runs["micro-k2-smoke"].info.status == "RUNNING"
+    killed = runs["micro-k2-smoke"]
+    assert killed.info.status == "KILLED", killed.info.status
+    assert killed.data.tags["gradacc.failure"].startswith("killed: its process ended before it could end the run")
+    ended, = [text for text in result.err.splitlines() if "left RUNNING by a killed process" in text]
+    assert ended.startswith("sweep: 1 run(s) of study ") and ended.endswith("ended KILLED: micro-k2-smoke"), ended
     assert runs["sweep-smoke"].info.status in ("FAILED", "KILLED")
+    assert not [r for r in runs.values() if r.info.status == "RUNNING"]
 
 
 @pytest.mark.slow
