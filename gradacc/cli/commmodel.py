@@ -8,9 +8,10 @@ from gradacc.names import COMMMODEL_OUTPUT
 
 
 class OptionalNumber(click.ParamType):
-    """A positive number, or '' (not given); `auto` too where allowed."""
+    """A positive number, or `auto` (not given: None). '' is taken as `auto` too, as these options' default was
+    once, but is no default: `mlflow run` logs an empty parameter as the literal ''."""
 
-    name = "number"
+    name = "auto|number"
 
     def convert(self, value, param, ctx):
         text = str(value).strip() if value is not None else ""
@@ -50,10 +51,12 @@ class PerGpu(WholeNumber):
                    "as in DGX/HGX nodes; 1: the whole gradient through one card).")
 @click.option("--intra", type=click.Choice(["nvlink", "pcie4", "pcie5"]), default="nvlink", show_default=True,
               help="The link between the GPUs of one node under a network preset.")
-@click.option("--latency-us", type=OptionalNumber(), default="", show_default="not given",
-              help="A network link of your own: latency per ring step (us); with --bandwidth-gb-s.")
-@click.option("--bandwidth-gb-s", type=OptionalNumber(), default="", show_default="not given",
-              help="A network link of your own: bandwidth per direction and card in GB/s (Gb/s / 8).")
+@click.option("--latency-us", type=OptionalNumber(), default="auto", show_default=True,
+              help="A network link of your own: latency per ring step (us); with --bandwidth-gb-s (auto: no link "
+                   "of your own, the presets only).")
+@click.option("--bandwidth-gb-s", type=OptionalNumber(), default="auto", show_default=True,
+              help="A network link of your own: bandwidth per direction and card in GB/s (Gb/s / 8); with "
+                   "--latency-us (auto: no link of your own).")
 @click.option("--overlap", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of the backward pass (2/3 of a micro-iteration) that hides the all-reduce.")
 @click.option("--bucket-mb", type=click.FloatRange(min=0.001), default=25.0, show_default=True,

@@ -76,10 +76,12 @@ def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, b
     print(notes + "\n" + summary_markdown(rows, best, best_measured=best_measured) + "\nReal DDP runs:\n"
           + check_markdown(checks))
     with tracked_run(COMMMODEL, part_tags(COMMMODEL, inputs["smoke"]), experiment) as run:
-        given = {"gpus_per_node": gpus_per_node, "intra": intra,
-                 "nics_per_node": "auto" if nics_per_node is None else nics_per_node, "latency_us": latency_us or "",
-                 "bandwidth_gb_s": bandwidth_gb_s or "", "overlap": overlap, "bucket_mb": bucket_mb,
-                 "max_workers": max_workers, "target_loss": "auto" if target_loss is None else target_loss,
+        def as_given(value):
+            return "auto" if value is None else value
+
+        given = {"gpus_per_node": gpus_per_node, "intra": intra, "nics_per_node": as_given(nics_per_node),
+                 "latency_us": as_given(latency_us), "bandwidth_gb_s": as_given(bandwidth_gb_s), "overlap": overlap,
+                 "bucket_mb": bucket_mb, "max_workers": max_workers, "target_loss": as_given(target_loss),
                  "output": output, "include_smoke": str(include_smoke).lower()}
         # auto is logged as given, the card count it resolved to as nics_per_node_resolved
         resolved = {"gradient_bytes": inputs["gradient_bytes"],

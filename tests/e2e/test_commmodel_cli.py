@@ -76,6 +76,11 @@ def test_nics_per_node_reaches_the_network_term(model_store, tmp_path):
         name = f"InfiniBand NDR (4/node on NVLink 4, {cards} NIC{'s' if cards > 1 else ''}/node)"
         ndr = rows[(rows["interconnect"] == name) & (rows["workers"] == 8)]["allreduce_s"]
         assert ndr.tolist() == [pytest.approx(intra + 2 * 1 * 5e-6 * 3 + grad / cards / 50e9, rel=1e-9)], name
+    from mlflow import MlflowClient
+    runs = [r for r in all_runs(MlflowClient()) if r.data.tags.get("gradacc.part") == "commmodel"]
+    assert len(runs) >= 2
+    for run in runs:
+        assert (run.data.params["latency_us"], run.data.params["bandwidth_gb_s"]) == ("auto", "auto")  # not ''
 
 
 def test_commmodel_without_micro_runs_is_one_line(tracking_store, tmp_path):

@@ -97,6 +97,25 @@ def test_mlflow_parameters_reach_the_options(tmp_path):
     assert (params["data_dir"], params["device"], params["experiment"]) == ("/some where", "cpu", None)
 
 
+def test_no_parameter_defaults_to_an_empty_value(project):
+    """`mlflow run` logs an empty parameter as the literal '': an option left out says so with a word (auto)."""
+    empty = [(name, key) for name, entry in project["entry_points"].items()
+             for key, param in entry["parameters"].items() if str(param["default"]).strip() in ("", "''")]
+    assert not empty
+
+
+def test_commmodel_link_options_take_auto_as_they_took_the_empty_value():
+    command = cli.commands["commmodel"]
+    link = ("latency_us", "bandwidth_gb_s")
+    defaults = command.make_context("commmodel", []).params
+    assert [options(command)[key].default for key in link] == ["auto", "auto"]
+    for value in ("auto", "", " auto "):
+        params = command.make_context("commmodel", [f"--latency-us={value}", f"--bandwidth-gb-s={value}"]).params
+        assert params == defaults and (params["latency_us"], params["bandwidth_gb_s"]) == (None, None), value
+    given = command.make_context("commmodel", ["--latency-us=20", "--bandwidth-gb-s=2.5"]).params
+    assert (given["latency_us"], given["bandwidth_gb_s"]) == (20.0, 2.5)
+
+
 def requirement_name(spec: str) -> str:
     return re.split(r"[<>=!~ \[;]", spec, maxsplit=1)[0].strip().lower()
 
