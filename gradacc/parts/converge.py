@@ -58,50 +58,86 @@ class EpochRecord:
                 "test_accuracy_epoch": series_from(self.epoch_acc, first_step=first_evaluated)}
 
 
-def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
-    model = build_model(protocol.seed, ctx.runtime.device)
-    optimizer = build_optimizer(model, protocol)
-    stream = ctx.stream(protocol)
-    test_images, test_labels = ctx.test_set(protocol)
-    record = EpochRecord()
-    measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
-    snapshots = gradient_snapshots(model, protocol.k) if measure else None
-    noise = NoiseRecord(protocol.micro_batch, protocol.k)
-    timer = Timer(ctx.runtime.device)
-    scheduled = protocol.warmup_updates > 0
-    model.train()
-    update = make_update(model, optimizer, stream, protocol.k, protocol.micro_batch, protocol.cuda_graphs,
-                         after_backward=snapshots)
-    sums: list[torch.Tensor] = []  # the epoch's loss sums stay on the device: one host read per epoch
-    try:
-        for epoch in range(1, protocol.epochs + 1):
-            for _ in range(protocol.updates_per_epoch):
-                if scheduled:
-                    set_lr(optimizer, protocol.lr_at(len(record.update_loss) + len(sums)))
-                with timer:  # synchronised at both ends, as in Part 2
-                    sums.append(update())
-                progress(1)
-            if snapshots is not None:
-                noise.add_epoch(*snapshots.read())
-            losses, sums = torch.stack(sums), []
-            record.end_epoch(epoch, losses, protocol.k)
-            if protocol.eval_every_epoch or epoch == protocol.epochs:
-                record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
-    finally:
-        stream.close()
-        if snapshots is not None:
-            snapshots.close()
-        record.keep_partial(sums, protocol.k)
-        result.series.update(record.series())
-        update_s = np.array(timer.seconds())
-        if snapshots is not None:
-            result.series.update(noise.series())
-            result.summaries.update(noise.summaries())
-            snapshot_s = np.array(snapshots.spans.seconds())[:len(update_s)]
+class Training:
+    """One converge run's model, optimizer, stream and records, advanced an update at a time: `run_converge` drives
+    one; gradacc/parts/together.py drives several in lockstep. `timed=False` (seeds trained together) times nothing
+    and never synchronises the device: such a run logs no timings."""
+
+    def __init__(self, protocol: Protocol, ctx: Context, timed: bool = True):
+        self.protocol = protocol
+        self.model = build_model(protocol.seed, ctx.runtime.device)
+        self.optimizer = build_optimizer(self.model, protocol)
+        self.stream = ctx.stream(protocol)
+        self.test_images, self.test_labels = ctx.test_set(protocol)
+        self.record = EpochRecord()
+        measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
+        self.snapshots = gradient_snapshots(self.model, protocol.k) if measure else None
+        self.noise = NoiseRecord(protocol.micro_batch, protocol.k)
+        self.timer = Timer(ctx.runtime.device) if timed else None
+        self.model.train()
+        self.update = make_update(self.model, self.optimizer, self.stream, protocol.k, protocol.micro_batch,
+                                  protocol.cuda_graphs, after_backward=self.snapshots)
+        self.sums: list[torch.Tensor] = []  # the epoch's loss sums stay on the device: one host read per epoch
+
+    def step(self) -> None:
+        """One update (timed whole, synchronised at both ends as in Part 2, unless `timed=False`)."""
+        if self.protocol.warmup_updates > 0:
+            set_lr(self.optimizer, self.protocol.lr_at(len(self.record.update_loss) + len(self.sums)))
+        if self.timer is None:
+            self.sums.append(self.update())
+            return
+        with self.timer:
+            self.sums.append(self.update())
+
+    def end_epoch(self, epoch: int) -> None:
+        """The epoch's losses read once (raises Diverged), its noise-scale snapshots, the test accuracy when due."""
+        if self.snapshots is not None:
+            self.noise.add_epoch(*self.snapshots.read())
+        losses, self.sums = torch.stack(self.sums), []
+        self.record.end_epoch(epoch, losses, self.protocol.k)
+        if self.protocol.eval_every_epoch or epoch == self.protocol.epochs:
+            self.record.epoch_acc.append(evaluate(self.model, self.test_images, self.test_labels,
+                                                  self.protocol.eval_batch))
+
+    def close(self, result: Result) -> None:
+        """Whatever was measured into `result`, also after a failure or an interrupt; the stream closed."""
+        self.stream.close()
+        if self.snapshots is not None:
+            self.snapshots.close()
+        self.record.keep_partial(self.sums, self.protocol.k)
+        result.series.update(self.record.series())
+        if self.snapshots is not None:
+            result.series.update(self.noise.series())
+            result.summaries.update(self.noise.summaries())
+        if self.timer is None:
+            return
+        update_s = np.array(self.timer.seconds())
+        if self.snapshots is not None:
+            snapshot_s = np.array(self.snapshots.spans.seconds())[:len(update_s)]
             update_s = update_s[:len(snapshot_s)] - snapshot_s  # an update cut short has no whole time
             result.series["noise_snapshot_s"] = series_from(snapshot_s)
         result.series["update_time_s"] = series_from(update_s)
-    result.summaries.update(update_summaries(update_s, protocol.effective_batch))
-    if snapshots is not None:
-        result.summaries["noise_snapshot_s_mean"] = float(middle_window(snapshot_s).mean())
-    result.summaries.update(test_accuracy=record.epoch_acc[-1], final_train_loss=record.epoch_loss[-1])
+
+    def summarize(self, result: Result) -> None:
+        """The summaries of a run that ran every epoch (after `close`)."""
+        if self.timer is not None:
+            result.summaries.update(update_summaries(np.array(result.series["update_time_s"][1]),
+                                                     self.protocol.effective_batch))
+            if self.snapshots is not None:
+                snapshot_s = np.array(result.series["noise_snapshot_s"][1])
+                result.summaries["noise_snapshot_s_mean"] = float(middle_window(snapshot_s).mean())
+        result.summaries.update(test_accuracy=self.record.epoch_acc[-1],
+                                final_train_loss=self.record.epoch_loss[-1])
+
+
+def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
+    training = Training(protocol, ctx)
+    try:
+        for epoch in range(1, protocol.epochs + 1):
+            for _ in range(protocol.updates_per_epoch):
+                training.step()
+                progress(1)
+            training.end_epoch(epoch)
+    finally:
+        training.close(result)
+    training.summarize(result)
