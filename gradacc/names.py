@@ -21,6 +21,7 @@ FAILURE = "gradacc.failure"
 BACKEND = "gradacc.backend"
 RANK = "gradacc.rank"  # a sweep spread over several processes (torchrun): the rank that made the run
 WORLD_SIZE = "gradacc.world_size"  # ... and how many processes the sweep was spread over
+TOGETHER = "gradacc.seeds_together"  # a converge run trained together with other seeds ('43, 44, 45'): no timings
 SCHEMA = "gradacc.schema"
 NOTE = "mlflow.note.content"  # MLflow's run description, shown on the run's page and in the runs table
 

@@ -53,6 +53,11 @@ converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) 
                    "update runs; add `update` for Part 2's own runs.")
 @click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
               help="Seeds per configuration: --seed, --seed+1, ...")
+@click.option("--seeds-together", type=click.Choice(["auto", "true", "false"]), default="auto", show_default=True,
+              help="With --repeats: every part for the first seed, alone and timed; then the other seeds' converge "
+                   "runs of each K trained together on one device, each on its own CUDA stream (the same losses "
+                   "and accuracy as alone, no timings). auto: on a GPU. false: every part for every seed, one "
+                   "after another (a CPU's default: there the seeds cannot share the device).")
 @click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               help="Measure again even where a FINISHED run of the same config and code version exists.")
 @click.option("--study", default="new", show_default=True,
@@ -68,8 +73,8 @@ converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) 
 @variant_options
 @noise_option
 @click.pass_context
-def sweep(click_ctx, ks, parts, repeats, force, study, output, gpus, epochs, seed, device, loader, threads, data_dir,
-          experiment, cuda_graphs, tf32, smoke, system_metrics, **variant):
+def sweep(click_ctx, ks, parts, repeats, seeds_together, force, study, output, gpus, epochs, seed, device, loader,
+          threads, data_dir, experiment, cuda_graphs, tf32, smoke, system_metrics, **variant):
     """The study: each part for each k as child runs of one parent run, in one process or, under torchrun (or
     with --gpus), spread over the processes, one GPU each. Configurations already measured by the same code are
     reused, not run again."""
@@ -77,7 +82,7 @@ def sweep(click_ctx, ks, parts, repeats, force, study, output, gpus, epochs, see
     from gradacc.parts.context import prepare
     from gradacc.study.compare import check_output_folder, run_compare
     from gradacc.study.run import given_params
-    from gradacc.study.sweep import run_sweep
+    from gradacc.study.sweep import run_sweep, trains_together
     chosen = [p.strip() for p in parts.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PARTS))
     if unknown or not chosen:
@@ -95,7 +100,7 @@ def sweep(click_ctx, ks, parts, repeats, force, study, output, gpus, epochs, see
     given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed,
                          tf32=tf32, system_metrics=system_metrics, **variant)
     given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
-                 force=str(force).lower(), study=study, output=output)
+                 seeds_together=seeds_together, force=str(force).lower(), study=study, output=output)
 
     study_id = None if study in ("", "new") else study
 
@@ -105,10 +110,11 @@ def sweep(click_ctx, ks, parts, repeats, force, study, output, gpus, epochs, see
     if torchrun_world():  # one rank of several: its share of the study (gradacc/distributed/spread.py)
         from gradacc.distributed.spread import run_spread_sweep
         run_spread_sweep(protocols, chosen, lambda: prepare(protocols, device, threads, data_dir, tf32), device,
-                         given, experiment, study_id, force, compare_study)
+                         given, experiment, study_id, force, compare_study, seeds_together)
         return
     ctx = prepare(protocols, device, threads, data_dir, tf32)
-    run_sweep(protocols, chosen, ctx, given, experiment, study=study_id, force=force, after=compare_study)
+    run_sweep(protocols, chosen, ctx, given, experiment, study=study_id, force=force, after=compare_study,
+              together=trains_together(seeds_together, ctx))
 
 
 def forwarded_options(click_ctx: click.Context, leave_out: str) -> list[str]:

@@ -30,7 +30,9 @@ from gradacc.study.sweep import (
     pending,
     reason,
     run_share,
+    seed_labels,
     sweep_parent,
+    trains_together,
 )
 
 # The gloo group's timeout, on every collective: the start (all ranks have loaded their data) and the final gather,
@@ -119,7 +121,7 @@ def failure_line(outcomes: list[Outcome], lost: str | None) -> str | None:
 
 
 def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: dict[str, str],
-                     experiment: str | None, study: str | None, force: bool, after) -> str:
+                     experiment: str | None, study: str | None, force: bool, after, together: str = "false") -> str:
     """This rank's side of a spread sweep (torchrun's environment names the rank); returns the study id."""
     rank, local_rank, world = torchrun_world()
     collective("the start", lambda: dist.init_process_group("gloo", timeout=GROUP_TIMEOUT), rank)
@@ -130,30 +132,31 @@ def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: d
         if local_rank != 0:
             ctx, error = setup(prepare, device, local_rank)
         if rank == 0:
-            return lead(protocols, parts, ctx, error, given, experiment, study, force, after, world)
-        return follow(protocols, parts, ctx, error, given, experiment, force, rank, world)
+            return lead(protocols, parts, ctx, error, given, experiment, study, force, after, world, together)
+        return follow(ctx, error, given, experiment, force, rank, world)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def lead(protocols, parts, ctx, error, given, experiment, study, force, after, world: int) -> str:
+def lead(protocols, parts, ctx, error, given, experiment, study, force, after, world: int, together: str) -> str:
     """Rank 0: the parent run, the plan, its own share, then every rank's outcome, compare and the verdict."""
     if error:
         broadcast(None)
         raise SpreadFailed(f"spread sweep: rank 0 could not start ({error}); nothing was run")
     study = study or new_study_id()
-    configs = configurations(protocols, parts)
+    configs = configurations(protocols, parts, trains_together(together, ctx))
     with sweep_parent(protocols, parts, given, ctx, experiment, study, world) as parent:
         todo, reused = pending(configs, ctx, parent.experiment_id, study, force)
-        ranks = assign([configs[i] for i in todo], world)
-        shares = [[i for i, r in zip(todo, ranks) if r == rank] for rank in range(world)]
+        ranks = assign(todo, world)
+        shares = [[unit for unit, r in zip(todo, ranks) if r == rank] for rank in range(world)]
         broadcast({"study": study, "parent": parent.run_id, "experiment_id": parent.experiment_id,
                    "shares": shares})
-        say(f"sweep: study {study}, {len(configs)} runs over {world} processes, {len(reused)} reused")
+        runs = sum(len(seed_labels(unit)) for unit in configs)
+        say(f"sweep: study {study}, {runs} runs over {world} processes, {len(reused)} reused")
         for rank, share in enumerate(shares):
-            say(f"sweep: rank {rank} runs " + (", ".join(configs[i].label for i in share) or "nothing"))
-        outcome = run_share([configs[i] for i in shares[0]], ctx, given, experiment, parent.experiment_id,
+            say(f"sweep: rank {rank} runs " + (", ".join(unit.label for unit in share) or "nothing"))
+        outcome = run_share(shares[0], ctx, given, experiment, parent.experiment_id,
                             parent.run_id, study, force, Outcome(0, reused=reused), rank_tags(0, world),
                             keep_failure=True)
         lost = None
@@ -175,15 +178,14 @@ def lead(protocols, parts, ctx, error, given, experiment, study, force, after, w
     return study
 
 
-def follow(protocols, parts, ctx, error, given, experiment, force, rank: int, world: int) -> str | None:
+def follow(ctx, error, given, experiment, force, rank: int, world: int) -> str | None:
     """Ranks above 0: the plan from rank 0, this rank's share, its outcome back to rank 0. Exits 0 even when a run
     failed: rank 0 reports it, and under torchrun a rank that exits non-zero has every other rank stopped."""
     plan = broadcast(None)
     if plan is None:
         say(f"sweep: rank {rank}: rank 0 could not start; nothing run here")
         return None
-    every = configurations(protocols, parts)
-    configs = [every[i] for i in plan["shares"][rank]]
+    configs = plan["shares"][rank]  # the configurations themselves: rank 0 already left out what it reused
     outcome = Outcome(rank)
     if error:
         outcome.why, outcome.not_run = error, [c.label for c in configs]

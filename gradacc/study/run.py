@@ -3,10 +3,12 @@ params, progress, the divergence tag, logging whatever was measured) is written 
 for the DDP worker's run."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 
 from gradacc.analysis.plots.run import plot_run
 from gradacc.core.config import Protocol
@@ -15,10 +17,23 @@ from gradacc.core.errors import Diverged
 from gradacc.core.noise import status as noise_status
 from gradacc.core.runtime import environment_report
 from gradacc.core.timing import middle_bounds
-from gradacc.names import CONFIG, DDP, EVALUATION, FAILURE, NOISE_SCALE, NOTE, TRAINING, VARIANT, part_tags, run_name
+from gradacc.names import (
+    CONFIG,
+    DDP,
+    EVALUATION,
+    FAILURE,
+    NOISE_SCALE,
+    NOTE,
+    TOGETHER,
+    TRAINING,
+    VARIANT,
+    part_tags,
+    run_name,
+)
 from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
 from gradacc.parts.micro import run_micro
+from gradacc.parts.together import run_together
 from gradacc.parts.update import run_update_part
 from gradacc.study.console import progress_bar, say
 from gradacc.tracking.datasets import subset_record
@@ -39,12 +54,14 @@ def environment_text(runtime) -> str:
     return environment_report(runtime)  # reading every package's metadata takes a moment: once per process
 
 
-def config_key(part: str, protocol: Protocol, ctx: Context) -> str:
-    """What makes two runs the same measurement: part, the whole protocol, the device, threads and code version."""
+def config_key(part: str, protocol: Protocol, ctx: Context, timed: bool = True) -> str:
+    """What makes two runs the same measurement: part, the whole protocol, the device, threads and code version;
+    and whether it has timings (a seed trained together with others has none)."""
     runtime = ctx.runtime.as_params()
     fields = {"part": part, **protocol.as_params(),
               **{key: runtime[key] for key in ("device_type", "device_name", "torch_threads", "tf32_conv",
-                                               "tf32_matmul", "code_version")}}
+                                               "tf32_matmul", "code_version")},
+              **({} if timed else {"timings": "none"})}
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -117,35 +134,102 @@ def description(what: str, summaries: dict[str, float], finished: bool) -> str:
             + figures + ".")
 
 
-def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str, str], resolved: dict[str, str],
-                    protocol: Protocol, ctx: Context, intro: str, measure, length: int,
-                    experiment: str | None = None, parent_run_id: str | None = None,
-                    plots_later: list | None = None) -> Result:
-    """A tracked run around `measure(result, advance)`: params, the intro line, a progress bar of `length` steps;
-    whatever was measured is logged even when the measurement fails or is interrupted."""
-    with tracked_run(name, tags, experiment, parent_run_id, measures=True) as run:
-        run.log_inputs(subset_inputs(protocol, ctx, [part]))
-        run.log_params(given, resolved)  # last before measuring: the resolved params say the measurement begins
+@dataclass
+class Planned:
+    """One run to open: its name, part, tags, params (as given and resolved), protocol, and what it measures (the
+    first words of its description)."""
+
+    name: str
+    part: str
+    tags: dict[str, str]
+    given: dict[str, str]
+    resolved: dict[str, str]
+    protocol: Protocol
+    what: str
+
+
+def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, length: int, experiment: str | None = None,
+                 parent_run_id: str | None = None, plots_later: list | None = None, timed: bool = True) -> list[Result]:
+    """Tracked runs around one `measure(results, advance)` (a progress bar of `length` steps) that fills a Result per
+    run and returns, per run, the error that stopped that run alone (None: it finished); seeds trained together
+    are several runs measured at once, a part's run is one. Whatever was measured is logged even when the
+    measurement fails or is interrupted, each run then ending FAILED or KILLED. `timed=False`: no wall time or
+    peak memory (runs that share a device have none of their own)."""
+    results = [Result(p.part) for p in planned]
+    stopped: list[BaseException | None] = [None] * len(planned)
+    with contextlib.ExitStack() as runs_open:
+        runs = [runs_open.enter_context(tracked_run(p.name, p.tags, experiment, parent_run_id, measures=True))
+                for p in planned]
+        for run, p in zip(runs, planned):
+            run.log_inputs(subset_inputs(p.protocol, ctx, [p.part]))
+        for run, p in zip(runs, planned):
+            run.log_params(p.given, p.resolved)  # last before measuring: the resolved params say it begins
         say(intro)
-        result = Result(part)
         ctx.reset_peak_memory()
         start = time.perf_counter()
         finished = False
         try:
-            with progress_bar(length, name) as advance:
-                measure(result, advance)
+            with progress_bar(length, planned[0].name) as advance:
+                stopped = measure(results, advance)
             finished = True
         except Diverged as err:
-            run.set_tags({FAILURE: str(err)})
+            for run in runs:
+                run.set_tags({FAILURE: str(err)})
             raise
         finally:
-            result.summaries.update(wall_time_s=time.perf_counter() - start,
-                                    peak_memory_mb=ctx.peak_memory_mb())
-            write_result(run, result, protocol, ctx, name, plots_later)
-            run.set_tags({NOTE: description(intro.split(": ", 1)[-1], result.summaries, finished)})
-        say(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()))
-    print_link(run.experiment_id, run.run_id)
-    return result
+            for run, p, result, error in zip(runs, planned, results, stopped):
+                if timed:
+                    result.summaries.update(wall_time_s=time.perf_counter() - start,
+                                            peak_memory_mb=ctx.peak_memory_mb())
+                write_result(run, result, p.protocol, ctx, p.name, plots_later)
+                run.set_tags({NOTE: description(p.what, result.summaries, finished and error is None)})
+                if error is not None:  # this run stopped alone; the others go on to FINISHED
+                    run.set_tags({FAILURE: str(error)})
+                    run.end("FAILED")
+        for p, result in zip(planned, results):
+            label = p.name + (f" seed {p.protocol.seed}" if len(planned) > 1 else "")
+            say(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()))
+    for run in runs:
+        print_link(run.experiment_id, run.run_id)
+    failed = [f"{p.name} seed {p.protocol.seed}: {error}" for p, error in zip(planned, stopped) if error]
+    if failed:
+        raise Diverged("; ".join(failed) + (f" (the other {len(planned) - len(failed)} runs finished)"
+                                            if len(failed) < len(planned) else ""))
+    return results
+
+
+def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str, str], resolved: dict[str, str],
+                    protocol: Protocol, ctx: Context, intro: str, measure, length: int,
+                    experiment: str | None = None, parent_run_id: str | None = None,
+                    plots_later: list | None = None) -> Result:
+    """One tracked run around `measure(result, advance)` (see `measure_runs`)."""
+    def measure_one(results: list[Result], advance) -> list[None]:
+        measure(results[0], advance)
+        return [None]
+
+    planned = Planned(name, part, tags, given, resolved, protocol, intro.split(": ", 1)[-1])
+    return measure_runs([planned], ctx, intro, measure_one, length, experiment, parent_run_id, plots_later)[0]
+
+
+def run_tags_of(part: str, protocol: Protocol, ctx: Context, tags: dict[str, str] | None,
+                timed: bool = True) -> dict[str, str]:
+    run_tags = {**part_tags(part, protocol.smoke), CONFIG: config_key(part, protocol, ctx, timed),
+                VARIANT: protocol.variant, **(tags or {})}
+    if part == "converge":
+        run_tags[NOISE_SCALE] = noise_status(protocol.noise_scale, protocol.k)
+    return run_tags
+
+
+def what_is_measured(part: str, protocol: Protocol, ctx: Context) -> str:
+    """'converge on <device> (cuda), k=4, effective batch 256, 200 updates; ...': a run's intro after its name."""
+    work = (f"{protocol.warmup_micro_iters} warm-up + {protocol.timed_micro_iters} timed micro-iterations"
+            if part == "micro" else f"{protocol.total_updates} updates")
+    return (f"{part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), k={protocol.k}, "
+            f"effective batch {protocol.effective_batch}, {work}"
+            + ("" if protocol.variant == "protocol" else f"; variant {protocol.variant}")
+            + (f"; each epoch drops {protocol.images_dropped_per_epoch} of {protocol.train_size} images (not a "
+               f"whole update)" if protocol.images_dropped_per_epoch else "")
+            + (f"; noise scale {noise_status(protocol.noise_scale, protocol.k)}" if part == "converge" else ""))
 
 
 def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], experiment: str | None = None,
@@ -153,18 +237,27 @@ def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], 
             plots_later: list | None = None) -> Result:
     """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted."""
     name = run_name(part, protocol.k, protocol.smoke)
-    run_tags = {**part_tags(part, protocol.smoke), CONFIG: config_key(part, protocol, ctx),
-                VARIANT: protocol.variant, **(tags or {})}
-    if part == "converge":
-        run_tags[NOISE_SCALE] = noise_status(protocol.noise_scale, protocol.k)
-    work = (f"{protocol.warmup_micro_iters} warm-up + {protocol.timed_micro_iters} timed micro-iterations"
-            if part == "micro" else f"{protocol.total_updates} updates")
-    intro = (f"{name}: {part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), k={protocol.k}, "
-             f"effective batch {protocol.effective_batch}, {work}"
-             + ("" if protocol.variant == "protocol" else f"; variant {protocol.variant}")
-             + (f"; each epoch drops {protocol.images_dropped_per_epoch} of {protocol.train_size} images (not a "
-                f"whole update)" if protocol.images_dropped_per_epoch else "")
-             + (f"; noise scale {run_tags[NOISE_SCALE]}" if part == "converge" else ""))
-    return measure_tracked(name, part, run_tags, given, {**protocol.as_params(), **ctx.params()}, protocol, ctx,
-                           intro, lambda result, advance: RUNNERS[part](protocol, ctx, result, advance),
+    return measure_tracked(name, part, run_tags_of(part, protocol, ctx, tags), given,
+                           {**protocol.as_params(), **ctx.params()}, protocol, ctx,
+                           f"{name}: {what_is_measured(part, protocol, ctx)}",
+                           lambda result, advance: RUNNERS[part](protocol, ctx, result, advance),
                            progress_length(part, protocol), experiment, parent_run_id, plots_later)
+
+
+def execute_together(protocols: list[Protocol], ctx: Context, given: dict[str, str], experiment: str | None = None,
+                     parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+                     plots_later: list | None = None) -> list[Result]:
+    """The converge runs of several seeds of one protocol trained together (gradacc/parts/together.py): one run per
+    seed, as a solo run of that seed but tagged with the group's seeds and with no timings. A seed that diverges
+    ends its run FAILED and the others go on; then Diverged names it."""
+    seeds = ", ".join(str(p.seed) for p in protocols)
+    first = protocols[0]
+    name = run_name("converge", first.k, first.smoke)
+    planned = [Planned(name, "converge", run_tags_of("converge", p, ctx, {**(tags or {}), TOGETHER: seeds}, False),
+                       dict(given, k=str(p.k), seed=str(p.seed)), {**p.as_params(), **ctx.params()}, p,
+                       f"{what_is_measured('converge', p, ctx)}; seed {p.seed}, trained together with seeds "
+                       f"{seeds} on one device, so no timings") for p in protocols]
+    intro = (f"{name}: seeds {seeds} trained together, each a {what_is_measured('converge', first, ctx)}; "
+             "no timings")
+    return measure_runs(planned, ctx, intro, lambda results, advance: run_together(protocols, ctx, results, advance),
+                        first.total_updates, experiment, parent_run_id, plots_later, timed=False)

@@ -18,10 +18,11 @@ from gradacc.core.errors import GradaccError
 from gradacc.names import NOTE, STUDY, SWEEP, WORLD_SIZE, part_tags, run_name, study_tags
 from gradacc.parts.context import Context
 from gradacc.study.console import say
-from gradacc.study.run import config_key, draw_plots, execute, subset_inputs
+from gradacc.study.run import config_key, draw_plots, execute, execute_together, subset_inputs
 from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, one_line, print_link, tracked_run
 
-SWEEP_ONLY = ("ks", "parts", "repeats", "force", "study", "output")  # options of the parent, not of its children
+# options of the parent, not of its children
+SWEEP_ONLY = ("ks", "parts", "repeats", "seeds_together", "force", "study", "output")
 
 
 def new_study_id() -> str:
@@ -46,12 +47,45 @@ class Config:
         return p.warmup_micro_iters + p.timed_micro_iters if self.part == "micro" else p.total_updates * p.k
 
 
-def configurations(protocols: list[Protocol], parts: list[str]) -> list[Config]:
-    """The study's configurations in the sweep's order: for each protocol (seed, then k), each part."""
-    return [Config(part, protocol) for protocol in protocols for part in parts]
+@dataclass(frozen=True)
+class Together:
+    """The converge runs of several seeds of one K, trained together on one device (gradacc/parts/together.py): one
+    unit of the sweep, one run per seed, no timings."""
+
+    protocols: tuple[Protocol, ...]
+    part = "converge"
+
+    @property
+    def label(self) -> str:
+        first = self.protocols[0]
+        return (f"{run_name(self.part, first.k, first.smoke)} seeds {', '.join(str(p.seed) for p in self.protocols)} "
+                "together")
+
+    @property
+    def work(self) -> int:
+        """Each seed's micro-batches, as if run alone: how much the device gains by sharing is not known here."""
+        return sum(Config(self.part, p).work for p in self.protocols)
 
 
-def assign(configs: list[Config], world: int) -> list[int]:
+def trains_together(choice: str, ctx: Context) -> bool:
+    """--seeds-together: true, false, or auto (on a GPU, where the seeds can share the device)."""
+    return choice == "true" or (choice == "auto" and ctx.runtime.is_cuda)
+
+
+def configurations(protocols: list[Protocol], parts: list[str], together: bool = False) -> list[Config | Together]:
+    """The study's configurations in the sweep's order: for each protocol (seed, then k), each part. `together`
+    (where the study has converge runs and several seeds): every part for the first seed only, then the other
+    seeds' converge runs of each K trained together; their other parts would only repeat the first seed's timings."""
+    first_seed = protocols[0].seed
+    if not together or "converge" not in parts or all(p.seed == first_seed for p in protocols):
+        return [Config(part, protocol) for protocol in protocols for part in parts]
+    units: list[Config | Together] = [Config(part, p) for p in protocols if p.seed == first_seed for part in parts]
+    for k in dict.fromkeys(p.k for p in protocols):
+        units.append(Together(tuple(p for p in protocols if p.k == k and p.seed != first_seed)))
+    return units
+
+
+def assign(configs: list[Config | Together], world: int) -> list[int]:
     """The rank of each configuration: longest first, each to the rank with the least work so far (ties: the
     lower rank). Deterministic, and no rank's load exceeds the mean by more than one configuration; in the default
     study (micro and converge for K = 1, 2, 4, 8) two ranks get two converge and two micro runs each."""
@@ -82,23 +116,54 @@ class Outcome:
         return f"{what} ({self.why})" + (f", so it did not run {', '.join(self.not_run)}" if self.not_run else "")
 
 
-def reuse(config: Config, ctx: Context, exp_id: str, study: str) -> str | None:
-    """The FINISHED run of the same configuration, tagged with the study; None when there is none."""
-    previous = find_finished_run(exp_id, config_key(config.part, config.protocol, ctx))
-    if previous:
-        add_tags(previous, study_tags(study))
-        say(f"{config.label}: reusing finished run {previous}")
-    return previous
+def reuse(config: Config, ctx: Context, exp_id: str, study: str, timed: bool = True) -> str | None:
+    """The FINISHED run of the same configuration, tagged with the study; None when there is none. A seed trained
+    together (`timed=False`) may also reuse a run of the same seed alone, which has everything and its timings."""
+    keys = [config_key(config.part, config.protocol, ctx, timed=False)] if not timed else []
+    for key in keys + [config_key(config.part, config.protocol, ctx)]:
+        previous = find_finished_run(exp_id, key)
+        if previous:
+            add_tags(previous, study_tags(study))
+            say(f"{config.label}: reusing finished run {previous}")
+            return previous
+    return None
 
 
-def pending(configs: list[Config], ctx: Context, exp_id: str, study: str, force: bool) -> tuple[list[int], list[str]]:
-    """Indices of the configurations still to measure, and the labels of those reused (tagged with the study)."""
-    todo, reused = [], []
-    for index, config in enumerate(configs):
-        if not force and reuse(config, ctx, exp_id, study):
-            reused.append(config.label)
+def still_to_run(unit: Config | Together, ctx: Context, exp_id: str, study: str, force: bool,
+                 reused: list[str]) -> Config | Together | None:
+    """The part of `unit` not measured yet (None: all of it was), the labels of what is reused added to `reused`."""
+    if force:
+        return unit
+    if isinstance(unit, Config):
+        if reuse(unit, ctx, exp_id, study):
+            reused.append(unit.label)
+            return None
+        return unit
+    left = []
+    for protocol in unit.protocols:
+        seed = Config(unit.part, protocol)
+        if reuse(seed, ctx, exp_id, study, timed=False):
+            reused.append(seed.label)
         else:
-            todo.append(index)
+            left.append(protocol)
+    return Together(tuple(left)) if left else None
+
+
+def seed_labels(unit: Config | Together) -> list[str]:
+    """A label per run: one for a configuration, one per seed for seeds trained together."""
+    if isinstance(unit, Config):
+        return [unit.label]
+    return [Config(unit.part, protocol).label for protocol in unit.protocols]
+
+
+def pending(units: list[Config | Together], ctx: Context, exp_id: str, study: str,
+            force: bool) -> tuple[list[Config | Together], list[str]]:
+    """What is still to measure, and the labels of the runs reused (tagged with the study)."""
+    todo, reused = [], []
+    for unit in units:
+        left = still_to_run(unit, ctx, exp_id, study, force, reused)
+        if left is not None:
+            todo.append(left)
     return todo, reused
 
 
@@ -106,33 +171,38 @@ def reason(err: BaseException) -> str:
     return one_line(err) if isinstance(err, GradaccError) else f"{type(err).__name__}: {one_line(err)}"
 
 
-def run_share(configs: list[Config], ctx: Context, given: dict[str, str], experiment: str | None, exp_id: str,
-              parent_run_id: str, study: str, force: bool, outcome: Outcome, tags: dict[str, str] | None = None,
-              keep_failure: bool = False) -> Outcome:
+def run_share(configs: list[Config | Together], ctx: Context, given: dict[str, str], experiment: str | None,
+              exp_id: str, parent_run_id: str, study: str, force: bool, outcome: Outcome,
+              tags: dict[str, str] | None = None, keep_failure: bool = False) -> Outcome:
     """Runs (or reuses) each configuration as a child of the parent. A failure propagates (the run ends FAILED),
     or with `keep_failure` stops this share and is kept in the outcome: the other ranks of a spread sweep go on."""
     child_given = {k: v for k, v in given.items() if k not in SWEEP_ONLY}
     plots_later: list = []  # the runs' PNGs, drawn after the last configuration, not between two
     try:
-        for index, config in enumerate(configs):
-            protocol = config.protocol
+        for index, unit in enumerate(configs):
             try:
-                if not force and reuse(config, ctx, exp_id, study):
-                    outcome.reused.append(config.label)
+                config = still_to_run(unit, ctx, exp_id, study, force, outcome.reused)
+                if config is None:
                     continue
-                execute(config.part, protocol, ctx, dict(child_given, k=str(protocol.k), seed=str(protocol.seed)),
-                        experiment, parent_run_id=parent_run_id, tags={**study_tags(study), **(tags or {})},
-                        plots_later=plots_later)
+                run_tags = {**study_tags(study), **(tags or {})}
+                if isinstance(config, Together):
+                    execute_together(list(config.protocols), ctx, child_given, experiment, parent_run_id, run_tags,
+                                     plots_later)
+                else:
+                    protocol = config.protocol
+                    execute(config.part, protocol, ctx, dict(child_given, k=str(protocol.k),
+                                                             seed=str(protocol.seed)),
+                            experiment, parent_run_id=parent_run_id, tags=run_tags, plots_later=plots_later)
             except Exception as err:
                 if not keep_failure:
                     raise
                 if not isinstance(err, GradaccError):  # a bug, not a failure the user caused: keep its traceback
                     traceback.print_exc()
-                outcome.failed, outcome.why = config.label, reason(err)
+                outcome.failed, outcome.why = unit.label, reason(err)
                 outcome.not_run = [c.label for c in configs[index + 1:]]
                 say(f"sweep: {outcome.failure()}; rank 0 reports it at the end")
                 break
-            outcome.ran.append(config.label)
+            outcome.ran += seed_labels(config)
     finally:
         draw_plots(plots_later)
     return outcome
@@ -175,13 +245,13 @@ def close_parent(parent, study: str, protocols: list[Protocol], parts: list[str]
 
 def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: dict[str, str],
               experiment: str | None = None, study: str | None = None, force: bool = False,
-              after=None) -> str:
-    """Runs (or reuses) every part of every protocol in this process; `after(parent_run_id, study)` runs at the
-    end (compare). Returns the study id."""
+              after=None, together: bool = False) -> str:
+    """Runs (or reuses) every part of every protocol in this process (`together`: see `configurations`);
+    `after(parent_run_id, study)` runs at the end (compare). Returns the study id."""
     study = study or new_study_id()
-    configs = configurations(protocols, parts)
+    configs = configurations(protocols, parts, together)
     with sweep_parent(protocols, parts, given, ctx, experiment, study) as parent:
-        say(f"sweep: study {study}, {len(configs)} runs")
+        say(f"sweep: study {study}, {sum(len(seed_labels(c)) for c in configs)} runs")
         outcome = run_share(configs, ctx, given, experiment, parent.experiment_id, parent.run_id, study, force,
                             Outcome())
         close_parent(parent, study, protocols, parts, [outcome], after)

@@ -76,6 +76,7 @@ class TrackedRun:
         self.run_id, self.experiment_id = run_id, exp_id
         self.client = client()
         self.saved: SavedRun | None = None
+        self.status: str | None = None  # how the run ended; None while it is open
 
     def _write(self, call, save) -> None:
         if self.saved is None:
@@ -134,6 +135,9 @@ class TrackedRun:
     def end(self, status: str) -> None:
         """Ends the run. If it had to be saved locally: raises TrackingError for a run that would have ended
         FINISHED (the exit must not be 0), else prints where it is and lets the run's own error go on."""
+        if self.status is not None:  # one of several runs measured together may have ended before the others
+            return
+        self.status = status
         self._write(lambda: self.client.set_terminated(self.run_id, status=status),
                     lambda saved: saved.end(status))
         if self.saved is None:
@@ -251,7 +255,7 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
         run.end("KILLED")
         raise
     except BaseException as err:
-        if isinstance(err, GradaccError):  # the reason, where the UI and load_runs' `failure` column show it
+        if isinstance(err, GradaccError) and run.status is None:  # the reason, where the UI and load_runs show it
             run.set_tags({FAILURE: one_line(err)})
         run.end("FAILED")
         raise
