@@ -46,6 +46,10 @@ def test_other_seeds_train_together_with_the_same_series_as_alone(store):
         assert run.data.tags[TOGETHER] == "43, 44"
         assert not TIMINGS & set(run.data.metrics) and "test_accuracy" in run.data.metrics
         assert "trained together with seeds 43, 44" in run.data.tags["mlflow.note.content"]
+    from gradacc.results import load_runs
+    table = load_runs(parts=["converge"]).sort_values(["k", "seed"])
+    assert table["seeds_together"].fillna("alone").tolist() == ["alone", "43, 44", "43, 44"] * 2
+    assert table["update_time_s_mean"].notna().tolist() == [True, False, False] * 2
     parent = next(r for r in all_runs(store) if r.data.tags.get("gradacc.part") == "sweep")
     assert parent.data.params["seeds_together"] == "true" and parent.data.params["repeats"] == "3"
     # The same seeds alone: every part for every seed, seed 42's runs reused.
