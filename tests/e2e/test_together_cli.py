@@ -3,6 +3,8 @@ each K trained together, one run each with no timings; the same series as the sa
 that diverges; an interrupt."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gradacc.names import TOGETHER
@@ -35,6 +37,10 @@ def test_other_seeds_train_together_with_the_same_series_as_alone(store):
     together = run_cli(SWEEP + ["--seeds-together", "true"])
     assert together.code == 0, together.err
     assert "8 runs measured, 0 reused" in together.err
+    report = next(line.split()[2].rstrip(";") for line in together.err.splitlines()
+                  if line.startswith("compare: report "))
+    assert ("converge runs trained together with other seeds log no timings (2 per K); these figures come from "
+            "the runs trained alone (1 per K)") in Path(report).read_text()
     runs = children(store, "FINISHED")
     solo = sorted((r.data.tags["gradacc.part"], r.data.params["k"], r.data.params["seed"]) for r in runs
                   if TOGETHER not in r.data.tags)

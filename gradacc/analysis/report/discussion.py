@@ -81,6 +81,14 @@ def part1(table: pd.DataFrame, smoke: bool = False) -> list[str]:
     return [claim] + within + _claim(rows, "micro_iter_ms_mean", "micro-iteration time", " ms", "micro", smoke)
 
 
+def _per_k(rows: pd.DataFrame, counts: pd.Series) -> str:
+    """'2 per K', or 'K=2: 1, K=4: 2' where the counts differ."""
+    values = [int(v) for v in counts]
+    if len(set(values)) == 1:
+        return f"{values[0]} per K"
+    return ", ".join(f"K={int(k)}: {v}" for k, v in zip(rows["k"], values))
+
+
 def part2(table: pd.DataFrame, smoke: bool = False) -> list[str]:
     rows = table[table["throughput_img_s"].notna()]
     if rows.empty:
@@ -93,6 +101,10 @@ def part2(table: pd.DataFrame, smoke: bool = False) -> list[str]:
                         "(the same updates an update run of the same seed makes): no separate pass over the data."
             }.get(next(iter(sources)), "") if len(sources) == 1 else
            "Update runs give these figures where they exist; converge runs, which time the same updates, the rest."]
+    together = rows["converge_n"] - rows["update_n"]
+    if sources == {"converge"} and together.max() > 0:  # seeds trained together shared the device: no timings
+        out.append(f"Converge runs trained together with other seeds log no timings ({_per_k(rows, together)}); "
+                   f"these figures come from the runs trained alone ({_per_k(rows, rows['update_n'])}).")
     if len(rows) > 1:
         sense = ("higher" if ratio > 1 + SAME_PCT / 100 else "lower" if ratio < 1 - SAME_PCT / 100
                  else f"about the same (within {SAME_PCT:g}%)")
