@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-LINES = ("streams", "tracking", "logging", "noise", "system-metrics", "graph", "e2e")  # the order they run in
+LINES = ("streams", "tracking", "logging", "noise", "system-metrics", "graph", "e2e", "seeds")  # in this order
 
 
 @dataclass

@@ -19,7 +19,7 @@ from gradacc.study.run import given_params
 
 def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
               smoke, cuda_graphs, json_path, noise_k=4, noise_updates=20, noise_pairs=3, monitor_side_s=10.0,
-              monitor_pairs=3) -> None:
+              monitor_pairs=3, bench_seeds=5) -> None:
     """The lines in `chosen` (names from gradacc.bench.lines.LINES), each printed as it is measured; also written
     to `json_path` if given."""
     protocol = smoke_protocol(1, Protocol.seed, "device") if smoke else Protocol()
@@ -61,6 +61,13 @@ def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epoc
         lines, table = bench_end_to_end(ctx.data_path, e2e_ks, replace(protocol, epochs=e2e_epochs,
                                                                        cuda_graphs=cuda_graphs),
                                         runtime.torch_threads, runtime.device.type)
+        for line in lines:
+            emit(line)
+        print(table)
+    if "seeds" in chosen:
+        lines, table = bench_end_to_end(ctx.data_path, e2e_ks, replace(protocol, epochs=e2e_epochs,
+                                                                       cuda_graphs=cuda_graphs),
+                                        runtime.torch_threads, runtime.device.type, seeds=bench_seeds)
         for line in lines:
             emit(line)
         print(table)

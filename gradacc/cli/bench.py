@@ -33,6 +33,9 @@ def _lines(value: str) -> tuple[str, ...]:
               help="Epochs of the K=1 converge run timed tracked and bare (ABBA).")
 @click.option("--e2e-epochs", type=click.IntRange(1), default=1, show_default=True,
               help="Epochs of the end-to-end study on both sides (5 = the full protocol).")
+@click.option("--seeds", "bench_seeds", type=click.IntRange(2), default=5, show_default=True,
+              help="Seeds of the seeds line's study (against the reference's one seed), with --e2e-epochs and "
+                   "--e2e-ks.")
 @click.option("--e2e-ks", type=KList(), default="1,2,4,8", show_default=True, help="K values of the end-to-end study.")
 @click.option("--log-values", type=click.IntRange(1), default=800, show_default=True,
               help="Metric values written per side of the logging line (800 = a K=1 run's updates).")
@@ -55,11 +58,12 @@ def _lines(value: str) -> tuple[str, ...]:
               help="Also write the lines to this JSON file.")
 def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
           noise_k, noise_updates, noise_pairs, system_metrics_side_s, system_metrics_pairs, smoke, cuda_graphs,
-          json_path):
+          json_path, bench_seeds):
     """Benchmarks: data streams, tracking overhead, logging cost, Part 2's figures from a run that measures the
     noise scale against one that does not, update times with MLflow's system-metrics monitor against without,
-    end to end against the seeds' reference, and (on CUDA) the micro-iteration against its CUDA-graph floor."""
+    end to end against the seeds' reference (one seed, and several seeds against its one), and (on CUDA) the
+    micro-iteration against its CUDA-graph floor."""
     from gradacc.bench.suite import run_bench
     run_bench(_lines(lines), device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks,
               log_values, smoke, cuda_graphs, json_path, noise_k, noise_updates, noise_pairs, system_metrics_side_s,
-              system_metrics_pairs)
+              system_metrics_pairs, bench_seeds)

@@ -26,7 +26,7 @@ def smoke_bench(tmp_path_factory):
     with isolated_store(tmp, data):
         result = run_cli(["bench", "--smoke", "--threads", "1", "--batches", "5", "--updates", "5",
                           "--log-values", "20", "--e2e-ks", "2", "--noise-pairs", "2", "--system-metrics-side-s",
-                          "0.5", "--system-metrics-pairs", "2", "--json",
+                          "0.5", "--system-metrics-pairs", "2", "--seeds", "2", "--json",
                           str(tmp / "bench.json")])
         assert result.code == 0, result.err
         yield result, json.loads((tmp / "bench.json").read_text()), tmp
@@ -37,7 +37,7 @@ def test_bench_prints_every_line_with_its_ratio(smoke_bench):
     names = [line["name"] for line in lines]
     assert names == ["data stream, delivery", "data stream, K=1 update", "tracking overhead", "logging cost",
                      "Part 2 from a noise-scale run", "system metrics cost", "end to end, the study",
-                     "the study's overhead"]
+                     "the study's overhead", "2 seeds against one"]
     for line in lines:
         assert line["a"] > 0 and line["b"] > 0 and math.isfinite(line["ratio"])
         assert f"ratio {line['ratio']:.3f}" in result.out
@@ -51,12 +51,15 @@ def test_bench_prints_every_line_with_its_ratio(smoke_bench):
     monitor = lines[5]
     assert "then 2 pair(s) A B B A; a sample every 2 s" in monitor["note"] and "ms of CPU per sample" in monitor["note"]
     assert lines[6]["goal"] == "<= 0.5" and lines[7]["b"] == lines[6]["a"]  # the overhead is out of that wall
+    seeds = lines[8]  # on a CPU the seeds run one after another: a figure, no goal
+    assert seeds["goal"] == "" and "--repeats 2" in seeds["note"] and "one seed after another" in seeds["note"]
 
 
 def test_end_to_end_runs_both_sides_to_results(smoke_bench):
     result, lines, tmp = smoke_bench
-    rows = [r.split() for r in result.out.splitlines() if r[:2] in ("1 ", "2 ")]
-    assert [(r[0], r[1]) for r in rows] == [("2", "gradacc"), ("2", "reference")]
+    rows = [r.split() for r in result.out.splitlines()
+            if r[:2] in ("1 ", "2 ") and r.split()[1] in ("gradacc", "reference")]
+    assert [(r[0], r[1]) for r in rows] == [("2", "gradacc"), ("2", "reference")] * 2  # the e2e and seeds lines
     for row in rows:  # micro ms, update s, final loss, test accuracy: all measured on both sides
         micro_ms, update_s, loss, accuracy = map(float, row[2:6])
         assert micro_ms > 0 and update_s > 0 and math.isfinite(loss) and 0 <= accuracy <= 100
