@@ -63,7 +63,13 @@ def _resolve_one(c: MlflowClient, ref: str | None, create: bool) -> tuple[str, s
     exp = _found(c, ref, create)
     key, kind = EXPERIMENT_KIND
     if create and key not in exp.tags:
-        c.set_experiment_tag(exp.experiment_id, key, kind)
+        try:
+            c.set_experiment_tag(exp.experiment_id, key, kind)
+        except mlflow.exceptions.MlflowException:
+            # writers that start together all find the tag missing; the losers of the race to insert it (a unique
+            # key on a server's database) find it set by the winner
+            if key not in c.get_experiment(exp.experiment_id).tags:
+                raise
     return exp.experiment_id, exp.name
 
 
