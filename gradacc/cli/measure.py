@@ -114,7 +114,7 @@ def sweep(click_ctx, ks, parts, repeats, seeds_together, force, study, output, g
         return
     ctx = prepare(protocols, device, threads, data_dir, tf32)
     run_sweep(protocols, chosen, ctx, given, experiment, study=study_id, force=force, after=compare_study,
-              together=trains_together(seeds_together, ctx))
+              together=trains_together(seeds_together, ctx, protocols))
 
 
 def forwarded_options(click_ctx: click.Context, leave_out: str) -> list[str]:

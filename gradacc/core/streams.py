@@ -17,10 +17,21 @@ SIZE = 32
 OFFSETS = 2 * PAD + 1  # crop offsets 0..8 along each axis, as torchvision's RandomCrop draws them
 
 
+_STATS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def normalize_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """MEAN and STD as (1, 3, 1, 1) tensors on `device`, made once: a host-to-device copy per micro-batch would wait
+    for the stream's earlier work each time (and keep seeds trained together from overlapping)."""
+    if device not in _STATS:
+        _STATS[device] = (torch.tensor(MEAN, device=device).view(1, 3, 1, 1),
+                          torch.tensor(STD, device=device).view(1, 3, 1, 1))
+    return _STATS[device]
+
+
 def normalize(images_u8_nchw: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW -> float32 NCHW, (x/255 - mean) / std."""
-    mean = torch.tensor(MEAN, device=images_u8_nchw.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images_u8_nchw.device).view(1, 3, 1, 1)
+    mean, std = normalize_stats(images_u8_nchw.device)
     return (images_u8_nchw.float().div_(255.0) - mean).div_(std)
 
 
@@ -56,6 +67,7 @@ class DeviceStream:
         self.micro_batch = micro_batch
         self.device = padded.device
         self.generator = torch.Generator().manual_seed(seed)
+        normalize_stats(self.device)  # made now, on the stream that builds the run, not inside a seed's stream
         self.per_epoch = len(labels) // micro_batch  # a partial last micro-batch is dropped, as drop_last=True
         self.position = self.per_epoch  # forces a fresh epoch on the first call
 

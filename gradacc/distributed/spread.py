@@ -145,7 +145,7 @@ def lead(protocols, parts, ctx, error, given, experiment, study, force, after, w
         broadcast(None)
         raise SpreadFailed(f"spread sweep: rank 0 could not start ({error}); nothing was run")
     study = study or new_study_id()
-    configs = configurations(protocols, parts, trains_together(together, ctx))
+    configs = configurations(protocols, parts, trains_together(together, ctx, protocols))
     with sweep_parent(protocols, parts, given, ctx, experiment, study, world) as parent:
         todo, reused = pending(configs, ctx, parent.experiment_id, study, force)
         ranks = assign(todo, world)

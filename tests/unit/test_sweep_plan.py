@@ -38,3 +38,18 @@ def test_a_group_is_one_unit_of_the_split():
     assert len(ranks) == len(units)
     groups = [r for u, r in zip(units, ranks) if isinstance(u, Together)]
     assert sorted(groups) == [0, 1]  # the two heaviest units, one on each rank
+
+
+def test_seeds_together_is_refused_with_cuda_graphs_and_auto_runs_them_alone():
+    import types
+
+    import pytest
+
+    from gradacc.core.errors import ConfigError
+    from gradacc.study.sweep import trains_together
+    gpu = types.SimpleNamespace(runtime=types.SimpleNamespace(is_cuda=True))
+    graphs = [Protocol(k=1, cuda_graphs=True)]
+    assert trains_together("auto", gpu, PROTOCOLS) and not trains_together("auto", gpu, graphs)
+    assert not trains_together("false", gpu, PROTOCOLS)
+    with pytest.raises(ConfigError, match="does not work with --cuda-graphs yet"):
+        trains_together("true", gpu, graphs)
