@@ -57,17 +57,12 @@ def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epoc
             emit(bench_graph_floor(ctx, protocol, protocol.timed_micro_iters))
         else:
             print("micro-iteration vs CUDA-graph floor: skipped (needs CUDA)")
-    if "e2e" in chosen:
+    for name, seeds in (("e2e", 1), ("seeds", bench_seeds)):  # one seed; several against the reference's one
+        if name not in chosen:
+            continue
         lines, table = bench_end_to_end(ctx.data_path, e2e_ks, replace(protocol, epochs=e2e_epochs,
                                                                        cuda_graphs=cuda_graphs),
-                                        runtime.torch_threads, runtime.device.type)
-        for line in lines:
-            emit(line)
-        print(table)
-    if "seeds" in chosen:
-        lines, table = bench_end_to_end(ctx.data_path, e2e_ks, replace(protocol, epochs=e2e_epochs,
-                                                                       cuda_graphs=cuda_graphs),
-                                        runtime.torch_threads, runtime.device.type, seeds=bench_seeds)
+                                        runtime.torch_threads, runtime.device.type, seeds=seeds)
         for line in lines:
             emit(line)
         print(table)

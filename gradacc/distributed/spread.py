@@ -29,8 +29,8 @@ from gradacc.study.sweep import (
     new_study_id,
     pending,
     reason,
+    run_count,
     run_share,
-    seed_labels,
     sweep_parent,
     trains_together,
 )
@@ -152,8 +152,7 @@ def lead(protocols, parts, ctx, error, given, experiment, study, force, after, w
         shares = [[unit for unit, r in zip(todo, ranks) if r == rank] for rank in range(world)]
         broadcast({"study": study, "parent": parent.run_id, "experiment_id": parent.experiment_id,
                    "shares": shares})
-        runs = sum(len(seed_labels(unit)) for unit in configs)
-        say(f"sweep: study {study}, {runs} runs over {world} processes, {len(reused)} reused")
+        say(f"sweep: study {study}, {run_count(configs)} runs over {world} processes, {len(reused)} reused")
         for rank, share in enumerate(shares):
             say(f"sweep: rank {rank} runs " + (", ".join(unit.label for unit in share) or "nothing"))
         outcome = run_share(shares[0], ctx, given, experiment, parent.experiment_id,

@@ -2,9 +2,10 @@
 seed's work on its own CUDA stream so that the GPU runs the seeds' kernels side by side (a micro-batch of 64
 leaves most of a large GPU idle).
 
-Each seed keeps its own model, optimizer, micro-batch stream (its own generator) and, with --cuda-graphs, its own
-captured graph with its own memory pool; the seeds share only the read-only data on the device. So each seed's
-losses and accuracy are the ones the same seed gives alone (tests/cuda checks it bitwise on a GPU). Nothing is
+Each seed keeps its own model, optimizer and micro-batch stream (its own generator); the seeds share only the
+read-only data on the device. So each seed's losses and accuracy are the ones the same seed gives alone
+(tests/integration/test_together.py: bitwise on the CPU; its CUDA test has not run on a GPU yet). The sweep does not
+combine it with --cuda-graphs yet (gradacc.study.sweep.trains_together says why). Nothing is
 timed and nothing synchronises the whole device: the seeds share the GPU, so no time would be one seed's own.
 
 On a CPU there are no streams: the lockstep runs one seed's update after another's, no faster than running the
@@ -79,12 +80,14 @@ def run_together(protocols: list[Protocol], ctx: Context, results: list[Result],
             if not live:
                 break
     finally:
-        for i, training in enumerate(trainings):
-            with on(streams[i] if streams else None):  # the seed's last reads queue behind its own work
-                training.close(results[i])
-        if ctx.runtime.is_cuda:
+        try:
+            for i, training in enumerate(trainings):
+                with on(streams[i] if streams else None):  # the seed's last reads queue behind its own work
+                    training.close(results[i])
+        finally:  # even when a close failed: later work on the current stream waits for every seed's
             for stream in streams:
-                torch.cuda.current_stream(ctx.runtime.device).wait_stream(stream)
+                if stream is not None:
+                    torch.cuda.current_stream(ctx.runtime.device).wait_stream(stream)
     for training, result, error in zip(trainings, results, stopped):
         if error is None:
             training.summarize(result)

@@ -162,6 +162,10 @@ def seed_labels(unit: Config | Together) -> list[str]:
     return [Config(unit.part, protocol).label for protocol in unit.protocols]
 
 
+def run_count(units: list[Config | Together]) -> int:
+    return sum(len(seed_labels(unit)) for unit in units)
+
+
 def pending(units: list[Config | Together], ctx: Context, exp_id: str, study: str,
             force: bool) -> tuple[list[Config | Together], list[str]]:
     """What is still to measure, and the labels of the runs reused (tagged with the study)."""
@@ -257,7 +261,7 @@ def run_sweep(protocols: list[Protocol], parts: list[str], ctx: Context, given: 
     study = study or new_study_id()
     configs = configurations(protocols, parts, together)
     with sweep_parent(protocols, parts, given, ctx, experiment, study) as parent:
-        say(f"sweep: study {study}, {sum(len(seed_labels(c)) for c in configs)} runs")
+        say(f"sweep: study {study}, {run_count(configs)} runs")
         outcome = run_share(configs, ctx, given, experiment, parent.experiment_id, parent.run_id, study, force,
                             Outcome())
         close_parent(parent, study, protocols, parts, [outcome], after)
