@@ -12,6 +12,8 @@ and at the end, so it needs no GPU of its own and no NCCL. Its timeout bounds ev
 from __future__ import annotations
 
 import os
+import pickle
+import time
 import traceback
 from datetime import timedelta
 
@@ -97,16 +99,47 @@ def collective(what: str, call, rank: int | None = None):
                         "finished are kept", cause) from None
 
 
+def finished(work) -> None:
+    """Waits for an asynchronous collective from Python, a short sleep at a time, so that torchrun's SIGTERM (sent
+    when another rank died) is handled at once and the run ends KILLED here. A blocking collective waits in C++,
+    where Python cannot run its signal handler, and gloo does not always notice a peer killed outright (seen in CI:
+    rank 0 sat in the final gather until torchrun's SIGKILL 30 s later, its parent run left RUNNING)."""
+    while not work.is_completed():
+        time.sleep(0.05)
+    work.wait()  # raises gloo's error, if the collective failed
+
+
+def padded(data: bytes, size: int) -> torch.Tensor:
+    box = torch.zeros(size, dtype=torch.uint8)
+    if data:  # (frombuffer refuses an empty buffer)
+        box[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return box
+
+
+def unpickled(box: torch.Tensor, size: int):
+    return pickle.loads(box[:size].numpy().tobytes())
+
+
 def broadcast(plan: dict | None) -> dict | None:
-    box = [plan]
-    collective("the start", lambda: dist.broadcast_object_list(box, src=0))
-    return box[0]
+    """Rank 0's plan to every rank (the object collectives cannot be waited on from Python: see `finished`)."""
+    data = pickle.dumps(plan) if dist.get_rank() == 0 else b""  # this sweep's own processes: pickle, as torch's does
+    size = torch.tensor([len(data)])
+    collective("the start", lambda: finished(dist.broadcast(size, src=0, async_op=True)))
+    box = padded(data, int(size))
+    collective("the start", lambda: finished(dist.broadcast(box, src=0, async_op=True)))
+    return unpickled(box, int(size))
 
 
 def gather(outcome: Outcome, world: int) -> list[Outcome] | None:
-    box = [None] * world if outcome.rank == 0 else None
-    collective("the final gather", lambda: dist.gather_object(outcome, box, dst=0))
-    return box
+    """Every rank's Outcome, on rank 0 (None on the others)."""
+    data = pickle.dumps(outcome)
+    size = torch.tensor([len(data)])
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    collective("the final gather", lambda: finished(dist.all_gather(sizes, size, async_op=True)))
+    box = padded(data, int(max(sizes)))
+    boxes = [torch.zeros_like(box) for _ in range(world)] if outcome.rank == 0 else None
+    collective("the final gather", lambda: finished(dist.gather(box, boxes, dst=0, async_op=True)))
+    return [unpickled(b, int(n)) for b, n in zip(boxes, sizes)] if boxes is not None else None
 
 
 def failure_line(outcomes: list[Outcome], lost: str | None) -> str | None:
@@ -128,7 +161,7 @@ def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: d
     try:
         if local_rank == 0:  # first, alone on its node: it downloads the data where it is missing
             ctx, error = setup(prepare, device, local_rank)
-        collective("the start", dist.barrier)
+        collective("the start", lambda: finished(dist.barrier(async_op=True)))
         if local_rank != 0:
             ctx, error = setup(prepare, device, local_rank)
         if rank == 0:

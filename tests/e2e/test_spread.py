@@ -224,7 +224,7 @@ def test_a_killed_rank_stops_the_sweep_with_one_line(tmp_path, monkeypatch):
     assert killed.info.status == "KILLED", killed.info.status
     assert killed.data.tags["gradacc.failure"].startswith("killed: its process ended before it could end the run")
     ended, = [text for text in result.err.splitlines() if "left RUNNING by a killed process" in text]
-    assert ended.startswith("sweep: 1 run(s) of study ") and ended.endswith("ended KILLED: micro-k2-smoke"), ended
+    assert ended.startswith("sweep: 1 run(s) of study ") and ended.endswith("ended KILLED: micro-k2-smoke"), result.err
     assert runs["sweep-smoke"].info.status in ("FAILED", "KILLED")
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
 
