@@ -24,6 +24,10 @@ METRICS = {"micro": ("micro_iter_ms_mean", "micro_iter_ms_std", "opt_step_ms_mea
            "converge": ("test_accuracy", "final_train_loss", "noise_scale_simple_final")}
 LOSS_KEYS = ("train_loss", "train_loss_update")
 NOISE_KEYS = ("noise_scale_simple", "noise_scale_simple_epoch")  # gradacc/core/noise.py
+# The figures (plots/<setting>/<name>.png), in the order of the study's parts: Part 1, Part 2, Part 3, its noise scale.
+# analysis/plots/ draws them; the report shows them in this order.
+FIGURES = ("micro_time_vs_k", "throughput_vs_batch", "update_time_vs_k", "loss_vs_epoch", "accuracy_vs_k",
+           "loss_vs_updates", "noise_scale_vs_epoch")
 
 
 class CompareError(GradaccError, RuntimeError):

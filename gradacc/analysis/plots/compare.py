@@ -11,16 +11,6 @@ from gradacc.analysis.compare import Section, curves
 from gradacc.analysis.plots.noise import noise_plot
 from gradacc.analysis.plots.style import SIZE_IN, finish, k_colors, plt
 
-PLOT_FILES = {  # in the order of the study's parts, as the report shows them
-    "micro_time_vs_k": "micro-iteration time vs K",
-    "throughput_vs_batch": "throughput vs effective batch",
-    "update_time_vs_k": "update time vs K x micro-iteration + step",
-    "loss_vs_epoch": "training loss vs epoch",
-    "accuracy_vs_k": "test accuracy vs K",
-    "loss_vs_updates": "training loss vs optimizer updates",
-    "noise_scale_vs_epoch": "gradient noise scale B_simple over training",
-}
-
 
 def _log2_axis(ax, values, label: str) -> None:
     values = sorted({int(v) for v in values})

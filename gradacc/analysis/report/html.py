@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradacc.analysis.compare import CI_NOTE, CONFIG_KEYS, Section, display_rows, notes
+from gradacc.analysis.compare import CI_NOTE, CONFIG_KEYS, FIGURES, Section, display_rows, notes
 from gradacc.analysis.report.discussion import discussion
 from gradacc.analysis.report.noise import variants_html
 from gradacc.analysis.text import esc, html_table
@@ -25,14 +25,10 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(480px,100%),1fr));gap:1em}
 .plots img{width:100%;border:1px solid #e3e3e3}.meta{color:#555;font-size:.92em}.missing{color:#a33}
 details{margin:1em 0}code{font-size:.95em;overflow-wrap:anywhere}"""
-# The figures in the order of the study's parts (Part 1, Part 2, Part 3, its noise scale); any other after them.
-PLOT_ORDER = ("micro_time_vs_k", "throughput_vs_batch", "update_time_vs_k", "loss_vs_epoch", "accuracy_vs_k",
-              "loss_vs_updates", "noise_scale_vs_epoch")
 
 
 def _in_part_order(plots: dict[str, Path]) -> list[tuple[str, Path]]:
-    return sorted(plots.items(), key=lambda item: PLOT_ORDER.index(item[0]) if item[0] in PLOT_ORDER
-                  else len(PLOT_ORDER))
+    return sorted(plots.items(), key=lambda item: FIGURES.index(item[0]) if item[0] in FIGURES else len(FIGURES))
 
 
 def _fitting(html: str) -> str:
