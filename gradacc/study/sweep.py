@@ -69,12 +69,12 @@ class Together:
 
 def trains_together(choice: str, ctx: Context, protocols: list[Protocol]) -> bool:
     """--seeds-together: true, false, or auto (on a GPU, where the seeds can share the device). Not with CUDA graphs
-    yet: captured one after another, the graphs may share one cuBLAS workspace, which concurrent replays would race
-    on (found in review, not yet checked on a GPU); auto then runs the seeds one after another."""
+    yet: graphs that replay side by side each need a cuBLAS workspace of their own (gradacc/core/graphs.py captures
+    them so), not yet checked on a GPU; auto then runs the seeds one after another."""
     graphs = any(p.cuda_graphs for p in protocols)
     if choice == "true" and graphs:
-        raise ConfigError("--seeds-together true does not work with --cuda-graphs yet (the seeds' graphs may share "
-                          "one cuBLAS workspace); leave one of them out")
+        raise ConfigError("--seeds-together true does not work with --cuda-graphs yet (not yet checked on a GPU: "
+                          "docs/seeds.md); leave one of them out")
     return not graphs and (choice == "true" or (choice == "auto" and ctx.runtime.is_cuda))
 
 
