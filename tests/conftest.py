@@ -65,6 +65,13 @@ def pytest_collection_modifyitems(config, items):
         floor = next((part for part in Path(str(item.fspath)).parts if part in FLOORS), None)
         if floor:
             item.add_marker(floor)
+    if any("cuda" in item.keywords for item in items):
+        import torch
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="needs a CUDA GPU (marked cuda)")
+            for item in items:
+                if "cuda" in item.keywords:
+                    item.add_marker(skip)
 
 
 def pytest_configure(config):

@@ -276,7 +276,7 @@ def test_build_model_depends_on_the_seed_alone():
     assert a.fc.out_features == 10 and a.conv1.kernel_size == (7, 7) and a.conv1.stride == (2, 2)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("k", [1, 2])
 def test_cuda_graph_updates_equal_eager_updates(ctx, k):
     """--cuda-graphs replays the same kernels: the same losses and weights as the eager updates."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from torch import nn
 
 from gradacc.core.config import Protocol
@@ -103,7 +102,7 @@ def test_seeds_together_must_differ_in_the_seed_alone(ctx):
         run_together([Protocol(k=1, **TINY), Protocol(k=2, seed=43, **TINY)], ctx, [Result("converge")] * 2)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("graphs", [False, True])
 def test_seeds_together_on_cuda_streams_equal_each_seed_alone(ctx, graphs):
     """The GPU half: each seed on its own stream (and graph, with its own pool), bitwise its solo run."""

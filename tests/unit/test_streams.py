@@ -181,7 +181,7 @@ def test_torchvision_stream_with_two_workers_is_repeatable():
     assert sorted(ids.tolist()) == list(range(64))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_device_stream_sees_the_same_images_on_cpu_and_gpu():
     images, labels = pattern_images(64)
     cuda = torch.device("cuda")

@@ -81,7 +81,7 @@ def test_seconds_is_a_copy():
     assert len(timer.seconds()) == 1
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_cuda_timer_uses_events_and_covers_the_device_work():
     device = torch.device("cuda")
     a = torch.randn(2048, 2048, device=device)
