@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,10 +24,26 @@ from gradacc.distributed.verify import table_lines
 from gradacc.names import VERIFY, part_tags, workers_run_name
 from gradacc.study.console import say
 from gradacc.study.run import given_params
-from gradacc.tracking.runs import print_link, tracked_run
+from gradacc.tracking.runs import end_runs_left_running, print_link, tracked_run
 
 CORES_PER_WORKER_LIMIT = 4  # at most this many CPU workers per core: beyond, gloo jobs only thrash
 SHOWN_PREFIXES = ("ddp-w", "runs:")  # worker lines passed through; the rest goes to the log
+WORKER = "gradacc.distributed.worker"  # the module each worker runs
+RUNS_FILE = "runs.txt"  # in the job's folder: the run ids rank 0 opened, for the launcher to end if rank 0 is killed
+CHILD_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")  # torchrun's log line for a worker
+
+
+def ended_by_signal(line: str) -> str | None:
+    """'local rank 1 ended by signal 9 (SIGKILL)' from torchrun's line for a worker a signal ended, else None."""
+    found = CHILD_FAILED.search(line)
+    if not found or int(found.group(1)) >= 0:
+        return None
+    number = -int(found.group(1))
+    try:
+        name = f" ({signal.Signals(number).name})"
+    except ValueError:
+        name = ""
+    return f"local rank {found.group(2)} ended by signal {number}{name}"
 
 
 class WorkerFailed(GradaccError, RuntimeError):
@@ -67,6 +85,26 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def end_killed_runs(who: str, how: str, study: str | None = None, run_ids: list[str] | None = None) -> None:
+    """After torchrun has exited no worker is left to end its runs: those of `study` (or `run_ids`) still RUNNING
+    (their process killed outright, or by torchrun after a hung collective) are ended KILLED, with one line. A store
+    that cannot do it is one line too, the job's own error still to come."""
+    try:
+        names = end_runs_left_running(study, f"killed: its process ended before it could end the run ({how})",
+                                      run_ids)
+    except GradaccError as err:
+        say(f"{who}: {err}")
+        return
+    if names:
+        where = f" of study {study}" if study else ""
+        say(f"{who}: {len(names)} run(s){where} left RUNNING by a killed process, ended KILLED: {', '.join(names)}")
+
+
+def opened_runs(folder: Path) -> list[str]:
+    runs = folder / RUNS_FILE
+    return runs.read_text().split() if runs.is_file() else []
+
+
 def launch(job: dict, workers: int) -> Path:
     """torchrun with N local workers; their own lines shown, everything kept in a log file."""
     folder = Path(tempfile.mkdtemp(prefix="gradacc-ddp-"))
@@ -74,13 +112,16 @@ def launch(job: dict, workers: int) -> Path:
     (folder / "job.json").write_text(json.dumps(job, indent=1))
     log = folder / "torchrun.log"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
-            "-m", "gradacc.distributed.worker", str(folder / "job.json")]
+            "-m", WORKER, str(folder / "job.json")]
     with log.open("w") as log_file:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    env=worker_env())
+        died: list[str] = []
         try:
             for line in process.stdout:
                 log_file.write(line)
+                if ended_by_signal(line):
+                    died.append(ended_by_signal(line))
                 shown = line.split("]:", 1)[1] if line.startswith("[rank") and "]:" in line else line
                 if shown.lstrip().startswith(SHOWN_PREFIXES):
                     say(shown.rstrip("\n"))
@@ -88,8 +129,12 @@ def launch(job: dict, workers: int) -> Path:
         except KeyboardInterrupt:
             process.terminate()  # torchrun stops the workers with SIGTERM: rank 0's run ends KILLED
             process.wait(timeout=60)
+            end_killed_runs("ddp", "interrupted", run_ids=opened_runs(folder))  # unless torchrun killed it
             raise
     if code != 0:
+        end_killed_runs("ddp", f"torchrun exited with code {code}", run_ids=opened_runs(folder))
+        if died:  # killed outright (the OOM killer, say): the other workers' errors only follow from it
+            raise WorkerFailed(f"DDP worker {', '.join(died)}, and torchrun stopped the others (full log: {log})")
         # The rank that failed first, not the ones torchrun then stopped ('interrupted').
         errors = sorted(folder.glob("rank*.txt"), key=lambda p: (p.read_text().strip() == "interrupted", p.name))
         if not errors:

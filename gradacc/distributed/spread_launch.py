@@ -17,16 +17,14 @@ import tempfile
 from pathlib import Path
 
 from gradacc.core.data import ensure_dataset, resolve_data_dir
-from gradacc.core.errors import ConfigError, GradaccError
-from gradacc.distributed.launch import check_processes, worker_env
+from gradacc.core.errors import ConfigError
+from gradacc.distributed.launch import check_processes, end_killed_runs, ended_by_signal, worker_env
 from gradacc.distributed.spread import SpreadFailed
 from gradacc.study.console import say
 from gradacc.study.sweep import new_study_id
-from gradacc.tracking.runs import end_runs_left_running
 
 # torchrun's logging: "E1128 19:41:13.867000 19271 torch/distributed/elastic/multiprocessing/api.py:1002] ..."
 TORCHRUN_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
-CHILD_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
 ENTRY = "gradacc"  # the module each rank runs (`python -m gradacc`): the CLI, which finds torchrun's environment
 
 
@@ -51,9 +49,8 @@ class TorchrunOutput:
         if TORCHRUN_LOG.match(line):
             if line.startswith("E"):  # "failed (exitcode: ...)": the workers are gone, the report follows
                 self.report = True
-                found = CHILD_FAILED.search(line)
-                if found and int(found.group(1)) < 0:
-                    self.died.append(f"local rank {found.group(2)} ended by signal {-int(found.group(1))}")
+                if ended_by_signal(line):
+                    self.died.append(ended_by_signal(line))
             return False
         if self.report or (self.interrupted and not line.startswith("gradacc: ")):
             return False
@@ -73,18 +70,10 @@ def own_study(args: list[str]) -> tuple[list[str], str | None]:
 
 
 def end_killed_ranks_runs(study: str | None, how: str) -> None:
-    """After torchrun has exited, no rank is left to end its runs: those of the study still RUNNING are ended
-    KILLED, with one line. A store that cannot do it is one line too, the sweep's own error still to come."""
-    if study is None:
-        return
-    try:
-        names = end_runs_left_running(study, f"killed: its process ended before it could end the run ({how})")
-    except GradaccError as err:
-        say(f"sweep: {err}")
-        return
-    if names:
-        say(f"sweep: {len(names)} run(s) of study {study} left RUNNING by a killed process, ended KILLED: "
-            f"{', '.join(names)}")
+    """The runs of a new study that a killed rank left RUNNING (None: a study the user named, which other processes
+    may be writing to now)."""
+    if study is not None:
+        end_killed_runs("sweep", how, study=study)
 
 
 def launch_spread(gpus: int, device: str, data_dir: str, args: list[str]) -> int:

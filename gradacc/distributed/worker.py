@@ -17,6 +17,7 @@ import torch.distributed as dist
 from gradacc.core.config import Protocol
 from gradacc.core.errors import GradaccError, Terminated
 from gradacc.core.runtime import resolve_runtime
+from gradacc.distributed.launch import RUNS_FILE
 from gradacc.distributed.rank import run_ddp
 from gradacc.distributed.verify import run_verify
 from gradacc.names import BACKEND, CONFIG, DDP, part_tags, workers_run_name
@@ -51,9 +52,15 @@ def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) ->
     intro = (f"{name}: DDP of {world} workers ({backend}) on {ctx.runtime.device_name}, "
              f"{ctx.runtime.torch_threads} thread(s) each, effective batch {protocol.effective_batch}, "
              f"{protocol.total_updates} updates")
+    folder = Path(job["error_dir"]) if job.get("error_dir") else None
+
+    def started(run_ids: list[str]) -> None:  # if this process is killed outright, the launcher ends the run
+        if folder is not None:
+            (folder / RUNS_FILE).write_text("\n".join(run_ids))
+
     measure_tracked(name, DDP, tags, job["given"], resolved, protocol, ctx, intro,
                     lambda result, advance: run_ddp(protocol, ctx, result, advance, rank, world),
-                    protocol.total_updates, job["experiment"])
+                    protocol.total_updates, job["experiment"], started=started)
 
 
 def verify(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) -> None:

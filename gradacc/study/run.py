@@ -149,17 +149,21 @@ class Planned:
 
 
 def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, length: int, experiment: str | None = None,
-                 parent_run_id: str | None = None, plots_later: list | None = None, timed: bool = True) -> list[Result]:
+                 parent_run_id: str | None = None, plots_later: list | None = None, timed: bool = True,
+                 started=None) -> list[Result]:
     """Tracked runs around one `measure(results, advance)` (a progress bar of `length` steps) that fills a Result per
     run and returns, per run, the error that stopped that run alone (None: it finished); seeds trained together
     are several runs measured at once, a part's run is one. Whatever was measured is logged even when the
     measurement fails or is interrupted, each run then ending FAILED or KILLED. `timed=False`: no wall time or
-    peak memory (runs that share a device have none of their own)."""
+    peak memory (runs that share a device have none of their own). `started(run_ids)`, once the runs are open:
+    where a process that may be killed outright says which runs someone else must end if it is."""
     results = [Result(p.part) for p in planned]
     stopped: list[BaseException | None] = [None] * len(planned)
     with contextlib.ExitStack() as runs_open:
         runs = [runs_open.enter_context(tracked_run(p.name, p.tags, experiment, parent_run_id, measures=True))
                 for p in planned]
+        if started is not None:
+            started([run.run_id for run in runs])
         for run, p in zip(runs, planned):
             run.log_inputs(subset_inputs(p.protocol, ctx, [p.part]))
         for run, p in zip(runs, planned):
@@ -201,14 +205,15 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
 def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str, str], resolved: dict[str, str],
                     protocol: Protocol, ctx: Context, intro: str, measure, length: int,
                     experiment: str | None = None, parent_run_id: str | None = None,
-                    plots_later: list | None = None) -> Result:
+                    plots_later: list | None = None, started=None) -> Result:
     """One tracked run around `measure(result, advance)` (see `measure_runs`)."""
     def measure_one(results: list[Result], advance) -> list[None]:
         measure(results[0], advance)
         return [None]
 
     planned = Planned(name, part, tags, given, resolved, protocol, intro.split(": ", 1)[-1])
-    return measure_runs([planned], ctx, intro, measure_one, length, experiment, parent_run_id, plots_later)[0]
+    return measure_runs([planned], ctx, intro, measure_one, length, experiment, parent_run_id, plots_later,
+                        started=started)[0]
 
 
 def run_tags_of(part: str, protocol: Protocol, ctx: Context, tags: dict[str, str] | None,

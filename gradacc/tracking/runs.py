@@ -176,18 +176,22 @@ def add_tags(run_id: str, tags: dict[str, str]) -> None:
         client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def end_runs_left_running(study: str, reason: str) -> list[str]:
-    """Ends KILLED, with `reason` as gradacc.failure, every run of `study` still RUNNING; returns their names. Only
-    for a study no live process writes to: a process killed outright (SIGKILL) leaves its run RUNNING forever."""
+def end_runs_left_running(study: str | None, reason: str, run_ids: list[str] | None = None) -> list[str]:
+    """Ends KILLED, with `reason` as gradacc.failure, every run of `study` (or of `run_ids`) still RUNNING; returns
+    their names. Only for runs no live process writes to: a process killed outright (SIGKILL) leaves its run
+    RUNNING forever."""
     path = sqlite_path(mlflow.get_tracking_uri())
     if path and not os.path.exists(path):  # nothing was written, and a search would create the store
         return []
     if path:
         wait_on_sqlite_locks()
     c = client()
-    with store_errors(f"ending the runs of study {study} left RUNNING"):
-        exp_ids = [e.experiment_id for e in c.search_experiments()]
-        left = c.search_runs(exp_ids, f"tags.`{STUDY}.{study}` = '1' and attributes.status = 'RUNNING'")
+    with store_errors(f"ending the runs {'of study ' + study if study else ', '.join(run_ids or [])} left RUNNING"):
+        if study is not None:
+            exp_ids = [e.experiment_id for e in c.search_experiments()]
+            left = c.search_runs(exp_ids, f"tags.`{STUDY}.{study}` = '1' and attributes.status = 'RUNNING'")
+        else:
+            left = [run for run in map(c.get_run, run_ids or []) if run.info.status == "RUNNING"]
         for run in left:
             c.log_batch(run.info.run_id, tags=[RunTag(FAILURE, reason[:4000])])
             c.set_terminated(run.info.run_id, status="KILLED")

@@ -134,6 +134,26 @@ def test_a_failing_worker_is_one_line(tmp_path, tracking_store):
 
 
 @pytest.mark.slow
+def test_a_worker_killed_outright_leaves_no_run_running(tiny_cifar, tracking_store, monkeypatch):
+    """Rank 0 SIGKILLed with its run open (the OOM killer, say): no process is left to end the run, so the
+    launcher ends it KILLED, with the reason, and says so in one line before the error."""
+    from mlflow.tracking import MlflowClient
+    monkeypatch.setattr("gradacc.distributed.launch.WORKER", "tests.support.ddp_rank")
+    monkeypatch.setenv("DDP_TEST_KILL_RANK", "0")
+    result = run_cli(["ddp", "--workers", "2", "--smoke", "--device", "cpu", "--data-dir", tiny_cifar])
+    assert result.code == 1, result.err
+    run, = all_runs(MlflowClient())
+    assert run.info.run_name == "ddp-w2-smoke" and run.info.status == "KILLED", run.info.status
+    assert run.data.tags["gradacc.failure"].startswith("killed: its process ended before it could end the run "
+                                                       "(torchrun exited with code 1)")
+    assert "ddp: 1 run(s) left RUNNING by a killed process, ended KILLED: ddp-w2-smoke" in result.err, result.err
+    assert "Traceback" not in result.err, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("gradacc: error: DDP worker local rank 0 ended by signal 9 (SIGKILL), and torchrun "
+                           "stopped the others (full log: "), result.err
+
+
+@pytest.mark.slow
 def test_torchrun_started_by_hand_builds_the_job_on_each_rank(tiny_cifar, tracking_store):
     """The multi-node form (`torchrun ... -m gradacc.cli.ddp_node OPTIONS`), here on one node: the run is logged
     once, and a bad option is one error line per rank and a non-zero exit."""
