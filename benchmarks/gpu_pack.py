@@ -33,6 +33,7 @@ from gradacc.core.data import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / ".gpu"
+PYTEST = ("pytest", "pluggy", "iniconfig", "packaging", "pygments")  # pytest and what it needs
 
 
 def write_first(source: Path, target: Path, count: int) -> None:
@@ -76,9 +77,11 @@ def pack_wheels(wheels: Path, python_version: str) -> Path:
         sys.exit(f"gpu_pack: no wheels in {wheels}")
     for wheel in found:
         shutil.copy(wheel, target / wheel.name)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version",
-                    python_version, "--implementation", "cp", "--platform", "manylinux2014_x86_64", "-d", str(target),
-                    "pytest"], check=True)
+    have = {wheel.name.split("-")[0].lower() for wheel in found}
+    wanted = [name for name in PYTEST if name not in have]  # one version of each: pip refuses two
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                    "--python-version", python_version, "--implementation", "cp", "--platform",
+                    "manylinux2014_x86_64", "-d", str(target), *wanted], check=True)
     return target
 
 

@@ -65,12 +65,12 @@ def pytest_collection_modifyitems(config, items):
         floor = next((part for part in Path(str(item.fspath)).parts if part in FLOORS), None)
         if floor:
             item.add_marker(floor)
-    if any("cuda" in item.keywords for item in items):
+    if any(item.get_closest_marker("cuda") for item in items):
         import torch
         if not torch.cuda.is_available():
             skip = pytest.mark.skip(reason="needs a CUDA GPU (marked cuda)")
             for item in items:
-                if "cuda" in item.keywords:
+                if item.get_closest_marker("cuda"):
                     item.add_marker(skip)
 
 

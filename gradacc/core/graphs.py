@@ -29,8 +29,9 @@ def capture(step, warmups: int = WARMUP_UPDATES) -> torch.cuda.CUDAGraph:
     # A workspace of the graph's own. cuBLAS keeps one per (handle, stream) and the capture bakes its address into
     # the graph; on torch.cuda.graph's one default capture stream, graphs captured one after another would share it
     # (a race where they replay side by side: seeds trained together), and destroying one graph frees that
-    # stream's workspace under the others. So: a capture stream per graph, and no workspace cached from before
-    # (the capture then allocates it in the graph's private pool). Freed only once nothing queued can still use it.
+    # stream's workspace under the others. So no workspace cached from before (the capture then allocates its own,
+    # in the graph's private pool), freed only once nothing queued can still use it; and a capture stream other
+    # than the shared one (torch hands out its streams from a pool in turn: the cleared cache is what matters).
     torch.cuda.synchronize()
     torch._C._cuda_clearCublasWorkspaces()
     with torch.cuda.graph(graph, stream=torch.cuda.Stream()):

@@ -40,8 +40,9 @@ from gradacc.study.sweep import (
 # The gloo group's timeout, on every collective: the start (all ranks have loaded their data) and the final gather,
 # where rank 0 waits for the slowest rank's share. `assign` keeps the shares within about one configuration of each
 # other, so that wait is short, but it must still outlast the longest configuration, hence hours. A rank that dies
-# (even SIGKILL) closes its sockets and the others' next collective fails at once; torchrun also stops the node's
-# other ranks. The timeout is for a rank that hangs, or a node that vanishes without closing its connections.
+# (even SIGKILL) closes its sockets, and the others' next collective usually fails at once (not always: see
+# `finished`); torchrun also stops the node's other ranks, and `finished` lets them handle that SIGTERM. The timeout
+# is for a rank that hangs, or a node that vanishes without closing its connections.
 GROUP_TIMEOUT = timedelta(hours=6)
 
 
@@ -158,6 +159,7 @@ def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: d
     """This rank's side of a spread sweep (torchrun's environment names the rank); returns the study id."""
     rank, local_rank, world = torchrun_world()
     collective("the start", lambda: dist.init_process_group("gloo", timeout=GROUP_TIMEOUT), rank)
+    interrupted = False
     try:
         if local_rank == 0:  # first, alone on its node: it downloads the data where it is missing
             ctx, error = setup(prepare, device, local_rank)
@@ -167,8 +169,11 @@ def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: d
         if rank == 0:
             return lead(protocols, parts, ctx, error, given, experiment, study, force, after, world, together)
         return follow(ctx, error, given, experiment, force, rank, world)
+    except KeyboardInterrupt:  # SIGTERM too: the process is about to exit, and a collective may still be pending,
+        interrupted = True     # which destroying the group would wait for (seen: until torchrun's SIGKILL, 30 s)
+        raise
     finally:
-        if dist.is_initialized():
+        if dist.is_initialized() and not interrupted:
             dist.destroy_process_group()
 
 

@@ -55,8 +55,10 @@ def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) ->
     folder = Path(job["error_dir"]) if job.get("error_dir") else None
 
     def started(run_ids: list[str]) -> None:  # if this process is killed outright, the launcher ends the run
-        if folder is not None:
-            (folder / RUNS_FILE).write_text("\n".join(run_ids))
+        if folder is not None:  # whole or not at all, whenever this process is killed
+            partial = folder / (RUNS_FILE + ".part")
+            partial.write_text("\n".join(run_ids))
+            os.replace(partial, folder / RUNS_FILE)
 
     measure_tracked(name, DDP, tags, job["given"], resolved, protocol, ctx, intro,
                     lambda result, advance: run_ddp(protocol, ctx, result, advance, rank, world),

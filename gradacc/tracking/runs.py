@@ -180,6 +180,8 @@ def end_runs_left_running(study: str | None, reason: str, run_ids: list[str] | N
     """Ends KILLED, with `reason` as gradacc.failure, every run of `study` (or of `run_ids`) still RUNNING; returns
     their names. Only for runs no live process writes to: a process killed outright (SIGKILL) leaves its run
     RUNNING forever."""
+    if study is None and not run_ids:
+        return []
     path = sqlite_path(mlflow.get_tracking_uri())
     if path and not os.path.exists(path):  # nothing was written, and a search would create the store
         return []
