@@ -120,8 +120,8 @@ def launch(job: dict, workers: int) -> Path:
         try:
             for line in process.stdout:
                 log_file.write(line)
-                if ended_by_signal(line):
-                    died.append(ended_by_signal(line))
+                if why := ended_by_signal(line):
+                    died.append(why)
                 shown = line.split("]:", 1)[1] if line.startswith("[rank") and "]:" in line else line
                 if shown.lstrip().startswith(SHOWN_PREFIXES):
                     say(shown.rstrip("\n"))

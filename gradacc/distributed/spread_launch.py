@@ -49,8 +49,8 @@ class TorchrunOutput:
         if TORCHRUN_LOG.match(line):
             if line.startswith("E"):  # "failed (exitcode: ...)": the workers are gone, the report follows
                 self.report = True
-                if ended_by_signal(line):
-                    self.died.append(ended_by_signal(line))
+                if why := ended_by_signal(line):
+                    self.died.append(why)
             return False
         if self.report or (self.interrupted and not line.startswith("gradacc: ")):
             return False
