@@ -45,21 +45,20 @@ def seeds_to_resolve(difference: float, sd: float) -> int | None:
     return None
 
 
-def ordering_claim(rows, metric: str, label: str, unit: str, n_col: str, smoke: bool, repeat: str = "seed") -> str:
+def ordering_claim(rows, metric: str, label: str, unit: str, n_col: str, repeat: str = "seed") -> str:
     """One sentence that says whether the neighbouring K values' differences in `metric` (called `label`) are
     resolved by the repeats (`rows`: one per K with `<metric>`, `<metric>_ci` and the run count `n_col`;
     `repeat`: what a repeat is, a seed for training results, a run for timings)."""
     pairs = list(zip(rows.itertuples(), list(rows.itertuples())[1:]))
     if not pairs:
         return ""
-    prefix = "Smoke runs (tiny data): nothing here says anything about K. " if smoke else ""
     ns = sorted({int(getattr(r, n_col)) for r in rows.itertuples()})
     if ns == [1]:
         diffs = [(abs(getattr(b, metric) - getattr(a, metric)), a, b) for a, b in pairs]
         largest, a, b = max(diffs, key=lambda d: d[0])
         if not largest:
             return ""
-        text = (f"{prefix}One {repeat} per K: no ordering of the {label} within the {repeat}-to-{repeat} spread can "
+        text = (f"One {repeat} per K: no ordering of the {label} within the {repeat}-to-{repeat} spread can "
                 f"be claimed from these runs; its largest step, K={int(a.k)} to K={int(b.k)}, is "
                 f"{largest:.3g}{unit}.")
         if metric == "test_accuracy":
@@ -74,6 +73,6 @@ def ordering_claim(rows, metric: str, label: str, unit: str, n_col: str, smoke: 
                            getattr(b, f"{metric}_ci"))
         (done if verdict else open_).append(f"K={int(a.k)}-{int(b.k)}")
     seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-    return (f"{prefix}{label[0].upper()}{label[1:]}, {seeds} {repeat}s per K (a step is resolved where the two 95% "
+    return (f"{label[0].upper()}{label[1:]}, {seeds} {repeat}s per K (a step is resolved where the two 95% "
             f"t intervals do not overlap): resolved {', '.join(done) or 'none'}; within the spread "
             f"{', '.join(open_) or 'none'}.")

@@ -37,13 +37,13 @@ def _order(rows: pd.DataFrame, metric: str, unit: str = "", descending: bool = F
         f"K={int(r.k)} ({short(getattr(r, metric))}{unit})" for r in ranked.itertuples())
 
 
-def _claim(rows: pd.DataFrame, metric: str, label: str, unit: str, part: str, smoke: bool) -> list[str]:
+def _claim(rows: pd.DataFrame, metric: str, label: str, unit: str, part: str) -> list[str]:
     """Whether the repeats resolve the K-to-K steps of `metric` (gradacc/analysis/uncertainty.py)."""
-    text = ordering_claim(rows, metric, label, unit, f"{part}_n", smoke, "seed" if part == "converge" else "run")
+    text = ordering_claim(rows, metric, label, unit, f"{part}_n", "seed" if part == "converge" else "run")
     return [text] if text else []
 
 
-def part1(table: pd.DataFrame, smoke: bool = False) -> list[str]:
+def part1(table: pd.DataFrame) -> list[str]:
     rows = table[table["micro_iter_ms_mean"].notna()]
     if rows.empty:
         return ["No micro runs: Part 1 was not measured in this setting."]
@@ -78,7 +78,7 @@ def part1(table: pd.DataFrame, smoke: bool = False) -> list[str]:
         claim = (f"The micro-iteration time varies without a monotonic trend in K: lowest at K={low}, highest at "
                  f"K={high} ({span}), more than the {FLAT_PCT:g}% called flat. With no trend in K, the spread "
                  "points at the conditions of measurement rather than at accumulation.")
-    return [claim] + within + _claim(rows, "micro_iter_ms_mean", "micro-iteration time", " ms", "micro", smoke)
+    return [claim] + within + _claim(rows, "micro_iter_ms_mean", "micro-iteration time", " ms", "micro")
 
 
 def _per_k(rows: pd.DataFrame, counts: pd.Series) -> str:
@@ -89,7 +89,7 @@ def _per_k(rows: pd.DataFrame, counts: pd.Series) -> str:
     return ", ".join(f"K={int(k)}: {v}" for k, v in zip(rows["k"], values))
 
 
-def part2(table: pd.DataFrame, smoke: bool = False) -> list[str]:
+def part2(table: pd.DataFrame) -> list[str]:
     rows = table[table["throughput_img_s"].notna()]
     if rows.empty:
         return ["No update runs: Part 2 was not measured in this setting."]
@@ -113,7 +113,7 @@ def part2(table: pd.DataFrame, smoke: bool = False) -> list[str]:
             trend, f"not monotonically: the highest is at K={int(rows.loc[rows['throughput_img_s'].idxmax(), 'k'])}")
         out.append(f"Throughput at K={int(last.k)} is {ratio:.2f}x that of K={int(first.k)} "
                    f"({short(last.throughput_img_s)} vs {short(first.throughput_img_s)} images/s): {sense}; {shape}.")
-        out += _claim(rows, "throughput_img_s", "throughput", " images/s", "update", smoke)
+        out += _claim(rows, "throughput_img_s", "throughput", " images/s", "update")
     else:
         out.append(f"Only K={int(first.k)} was measured: {short(first.throughput_img_s)} images/s.")
     both = rows[rows["model_gap_pct"].notna()]
@@ -148,8 +148,7 @@ def part2(table: pd.DataFrame, smoke: bool = False) -> list[str]:
     return out
 
 
-def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | None,
-          smoke: bool = False) -> list[str]:
+def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | None) -> list[str]:
     rows = table[table["test_accuracy"].notna() & table["final_train_loss"].notna()]
     if rows.empty:
         return ["No converge runs: Part 3 was not measured in this setting."]
@@ -173,8 +172,8 @@ def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | 
     else:
         out.append("This departs from the plain expectation (with the lr held at 0.1, larger K takes fewer steps "
                    f"of the same size{images} and should end with higher loss and lower accuracy).")
-    out += _claim(rows, "final_train_loss", "final training loss", "", "converge", smoke)
-    out += _claim(rows, "test_accuracy", "test accuracy", " points", "converge", smoke)
+    out += _claim(rows, "final_train_loss", "final training loss", "", "converge")
+    out += _claim(rows, "test_accuracy", "test accuracy", " points", "converge")
     if not epoch_curve.empty:
         ks = sorted(epoch_curve["k"].unique())
         at = {(k, s): m for k, s, m in epoch_curve[["k", "step", "mean"]].itertuples(index=False)}
@@ -223,10 +222,13 @@ def part4(table: pd.DataFrame) -> list[str]:
 
 
 def _marked(sentences: list[str], smoke: bool) -> list[str]:
-    """In a smoke study every claim says so (the tiny subset says nothing about K)."""
-    if not smoke:
+    """In a smoke study every claim says so: the first of a part says why (the tiny subset says nothing about K),
+    the others carry the mark."""
+    if not smoke or not sentences:
         return sentences
-    return [s if s.startswith("Smoke runs") else f"Smoke runs: {s[0].lower()}{s[1:]}" for s in sentences]
+    first, *rest = sentences
+    return ["Smoke runs (tiny data): nothing here says anything about K. " + first] + [
+        f"Smoke runs: {s[0].lower()}{s[1:]}" for s in rest]
 
 
 def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
@@ -235,12 +237,11 @@ def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
     sizes = (runs["epochs"] * runs["train_size"]).dropna()
     smoke = bool(section.setting.get("smoke"))
     return {
-        "Part 1: micro-iteration time": _marked(part1(section.table, smoke), smoke),
-        "Part 2: update time and throughput": _marked(part2(section.table, smoke), smoke),
+        "Part 1: micro-iteration time": _marked(part1(section.table), smoke),
+        "Part 2: update time and throughput": _marked(part2(section.table), smoke),
         "Part 3: convergence under a fixed epoch budget": _marked(part3(
-            section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None, smoke),
-            smoke),
-        "Part 3, why: the gradient noise scale": noise_sentences(section, series),
+            section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None), smoke),
+        "Part 3, why: the gradient noise scale": _marked(noise_sentences(section, series), smoke),
         "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
             runs, section.table, series, section.ddp),
     }
