@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradacc.core.timing import SpanTotals
+from gradacc.core.timing import NO_TIMER, SpanTotals
 
 
 def squared_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -21,14 +21,15 @@ def squared_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
 class Snapshots:
     """What both ways share: the per-update results, kept on the device until `read()` (once per epoch, so no
     micro-step waits on the host), and `spans`, the time of the snapshot work per update, which Part 3
-    subtracts from the update's timed whole. An instance is run_update's `after_backward(i)`."""
+    subtracts from the update's timed whole (`timed=False`, seeds trained together: nothing is timed, so no
+    CUDA event is recorded). An instance is run_update's `after_backward(i)`."""
 
-    def __init__(self, model: torch.nn.Module, k: int):
+    def __init__(self, model: torch.nn.Module, k: int, timed: bool = True):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.k = k
         self._small: list[torch.Tensor] = []  # per update: mean over micro-batches of |g_i|^2
         self._big: list[torch.Tensor] = []  # per update: |mean of the g_i|^2
-        self.spans = SpanTotals(self.params[0].device)
+        self.spans = SpanTotals(self.params[0].device) if timed else NO_TIMER
 
     def _end_update(self, micro_sq: torch.Tensor) -> None:
         """`micro_sq` = sum_i |g_i / K|^2; `.grad` now holds the update's mean gradient."""
@@ -52,8 +53,8 @@ class HookSnapshots(Snapshots):
     adds it into `.grad`: one read of a tensor just written, no copy, and `.grad` accumulates as without the hook
     (the step is bitwise the same). A Python call and a kernel per parameter: cheap on a CPU, not on a GPU."""
 
-    def __init__(self, model: torch.nn.Module, k: int):
-        super().__init__(model, k)
+    def __init__(self, model: torch.nn.Module, k: int, timed: bool = True):
+        super().__init__(model, k, timed)
         self._parts: list[torch.Tensor] = []  # the current micro-step's per-parameter |g_i / K|^2
         self._micro: list[torch.Tensor] = []  # the current update's |g_i / K|^2, one per micro-step
         self._handles = [p.register_hook(self._see) for p in self.params]
@@ -83,8 +84,8 @@ class CopySnapshots(Snapshots):
     before): one flat copy of the previous `.grad` stays on the device, and a few foreach kernels per micro-step
     subtract, square and copy. Three extra passes over the gradient: cheap on a GPU, not on a CPU."""
 
-    def __init__(self, model: torch.nn.Module, k: int):
-        super().__init__(model, k)
+    def __init__(self, model: torch.nn.Module, k: int, timed: bool = True):
+        super().__init__(model, k, timed)
         self.flat = torch.zeros(sum(p.numel() for p in self.params), device=self.params[0].device,
                                 dtype=self.params[0].dtype)
         self.views = [v.view_as(p) for v, p in zip(self.flat.split([p.numel() for p in self.params]), self.params)]
@@ -106,7 +107,7 @@ class CopySnapshots(Snapshots):
             self.spans.end_update()
 
 
-def gradient_snapshots(model: torch.nn.Module, k: int) -> Snapshots:
+def gradient_snapshots(model: torch.nn.Module, k: int, timed: bool = True) -> Snapshots:
     """The cheaper way for the model's device (see the module's docstring)."""
     cuda = next(model.parameters()).device.type == "cuda"
-    return (CopySnapshots if cuda else HookSnapshots)(model, k)
+    return (CopySnapshots if cuda else HookSnapshots)(model, k, timed)

@@ -71,7 +71,7 @@ class Training:
         self.test_images, self.test_labels = ctx.test_set(protocol)
         self.record = EpochRecord()
         measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
-        self.snapshots = gradient_snapshots(self.model, protocol.k) if measure else None
+        self.snapshots = gradient_snapshots(self.model, protocol.k, timed) if measure else None
         self.noise = NoiseRecord(protocol.micro_batch, protocol.k)
         self.timer = Timer(ctx.runtime.device) if timed else None
         self.model.train()

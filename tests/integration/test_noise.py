@@ -17,6 +17,7 @@ from gradacc.core.engine import run_update
 from gradacc.core.errors import ConfigError
 from gradacc.core.runtime import resolve_runtime
 from gradacc.core.snapshots import CopySnapshots, HookSnapshots
+from gradacc.core.timing import NO_TIMER
 from gradacc.parts import converge
 from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
@@ -81,13 +82,14 @@ def flat_grad(model, x, y) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
 
+@pytest.mark.parametrize("timed", [True, False])
 @pytest.mark.parametrize("way", [HookSnapshots, CopySnapshots])
 @pytest.mark.parametrize("k", [2, 3])
-def test_snapshots_equal_separate_backward_passes(k, way):
+def test_snapshots_equal_separate_backward_passes(k, way, timed):
     model = tiny_net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     data = batches(2 * k)
-    snapshots = way(model, k)
+    snapshots = way(model, k, timed)
     expected_small, expected_big = [], []
     for update in range(2):
         micro = [flat_grad(model, x, y) for x, y in data[update * k: (update + 1) * k]]
@@ -104,6 +106,8 @@ def test_snapshots_equal_separate_backward_passes(k, way):
     np.testing.assert_allclose(small, expected_small, rtol=1e-10)
     np.testing.assert_allclose(big, expected_big, rtol=1e-10)
     assert snapshots.read()[0].size == 0  # read clears
+    # timed: the snapshot work of each update, to take out of its time; untimed (seeds together): nothing recorded
+    assert len(snapshots.spans.seconds()) == 2 if timed else snapshots.spans is NO_TIMER
 
 
 class TinyNet(nn.Module):
