@@ -162,7 +162,8 @@ def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir
 
 
 def log_verify(figures: dict, job: dict, table: str) -> None:
-    """The verify figures as a run of their own (`verify-wN`): metrics, and the table as verify.txt."""
+    """The verify figures as a run of their own (`verify-wN`): the resolved protocol and environment as params,
+    metrics, and the table as verify.txt."""
     smoke = job["protocol"]["smoke"]
     name = workers_run_name(VERIFY, figures["workers"], smoke)
     metrics = {f"{kind}_rel_diff_{when}": figures[key][f"{kind}_rel_diff"]
@@ -171,7 +172,8 @@ def log_verify(figures: dict, job: dict, table: str) -> None:
                for kind in ("grad", "weight", "running")}
     metrics.update({f"test_accuracy_{k}": v for k, v in figures["accuracy"].items()})
     with tracked_run(name, part_tags(VERIFY, smoke), job["experiment"]) as run:
-        run.log_params(job["given"], {"updates": str(figures["updates"]), "workers": str(figures["workers"])})
+        run.log_params(job["given"], {**figures.get("params", {}), "updates": str(figures["updates"]),
+                                      "workers": str(figures["workers"])})
         run.log_metrics({}, metrics)
         run.log_files({"verify.txt": table})
     print_link(run.experiment_id, run.run_id)

@@ -67,7 +67,8 @@ def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) ->
 
 def verify(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) -> None:
     figures = run_verify(protocol, ctx, rank, world, job["updates"])
-    if rank == 0:
+    if rank == 0:  # the verify run's params, as a ddp run has them: what was compared, on what
+        figures["params"] = {**protocol.as_params(), **ctx.params(), "backend": dist.get_backend()}
         Path(job["result_path"]).write_text(json.dumps(figures, indent=1))
 
 

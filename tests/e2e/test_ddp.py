@@ -99,6 +99,9 @@ def test_verify_default_sees_rounding_below_the_tolerance(tiny_cifar, tracking_s
     assert 0 < m["grad_rel_diff_control_first"] < TOLERANCE, m  # measured on tiny data: 7.5e-8
     assert float(found.group(2)) == pytest.approx(m["grad_rel_diff_control_first"], rel=1e-2)
     assert m["grad_rel_diff_first"] < TOLERANCE and "test_accuracy_ddp" in m
+    params = run.data.params  # what was compared, on what: as a ddp run says it
+    assert (params["k"], params["workers"], params["updates"], params["backend"]) == ("4", "4", "2", "gloo")
+    assert params["device_type"] == "cpu" and params["code_version"] and params["effective_batch"] == "256"
 
 
 @pytest.mark.slow
