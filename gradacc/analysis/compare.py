@@ -16,8 +16,8 @@ from gradacc.names import PARTS
 
 # Everything of a configuration but part, K and seed (and values derived from K): runs that differ in any of
 # these are never averaged together. The environment's versions are listed in the report, not grouped on.
-CONFIG_KEYS = ("variant", "smoke", "cuda_graphs", "device_type", "device_name", "torch_threads", "loader", "epochs",
-               "micro_batch", "train_size", "test_size", "lr", "momentum", "weight_decay", "eval_batch",
+CONFIG_KEYS = ("variant", "smoke", "cuda_graphs", "tf32_conv", "device_type", "device_name", "torch_threads", "loader",
+               "epochs", "micro_batch", "train_size", "test_size", "lr", "momentum", "weight_decay", "eval_batch",
                "warmup_micro_iters", "timed_micro_iters")
 METRICS = {"micro": ("micro_iter_ms_mean", "micro_iter_ms_std", "opt_step_ms_mean"),
            "update": ("update_time_s_mean", "throughput_img_s"),
@@ -78,7 +78,7 @@ def _first(values: pd.Series):
 
 
 def timed_converge(runs: pd.DataFrame) -> pd.Series:
-    """Which runs are converge runs that timed their updates (not those that measured the noise scale)."""
+    """Which runs are converge runs that timed their updates (not those trained together with other seeds)."""
     timed = runs.get("update_time_s_mean", pd.Series(index=runs.index, dtype=float)).notna()
     return (runs["part"] == "converge") & timed
 
@@ -152,6 +152,8 @@ def describe_setting(setting: dict) -> str:
             extras.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
     if setting.get("variant") not in (None, "protocol"):
         extras.insert(0, f"variant {setting['variant']}")
+    if setting.get("tf32_conv"):
+        extras.insert(0, "TF32 convolutions")
     if setting.get("cuda_graphs"):
         extras.insert(0, "CUDA graphs (Parts 2-3)")
     if setting.get("smoke"):

@@ -82,9 +82,11 @@ class Protocol:
         return self.train_size // self.effective_batch
 
     @property
-    def images_dropped_per_epoch(self) -> int:
-        """The tail of the shuffled subset that fills no whole update (0 for K = 1, 2, 4, 8 on 10,240 images)."""
-        return self.train_size - self.updates_per_epoch * self.effective_batch
+    def images_per_epoch(self) -> int:
+        """The images one epoch's updates take: the training subset for K = 1, 2, 4, 8; for other K a whole update
+        less than that (K = 3: 53 updates of 192 = 10,176 of 10,240). The stream runs on across epoch ends, so no
+        image is skipped: the passes over the shuffled subset then drift against the epochs."""
+        return self.updates_per_epoch * self.effective_batch
 
     @property
     def total_updates(self) -> int:
@@ -129,7 +131,7 @@ class Protocol:
         params.update(effective_batch=str(self.effective_batch),
                       updates_per_epoch=str(self.updates_per_epoch),
                       total_updates=str(self.total_updates), peak_lr=str(self.peak_lr),
-                      images_dropped_per_epoch=str(self.images_dropped_per_epoch))
+                      images_per_epoch=str(self.images_per_epoch))
         return params
 
 

@@ -232,8 +232,9 @@ def what_is_measured(part: str, protocol: Protocol, ctx: Context) -> str:
     return (f"{part} on {ctx.runtime.device_name} ({ctx.runtime.device.type}), k={protocol.k}, "
             f"effective batch {protocol.effective_batch}, {work}"
             + ("" if protocol.variant == "protocol" else f"; variant {protocol.variant}")
-            + (f"; each epoch drops {protocol.images_dropped_per_epoch} of {protocol.train_size} images (not a "
-               f"whole update)" if protocol.images_dropped_per_epoch else "")
+            + (f"; each epoch takes {protocol.images_per_epoch:,} images ({protocol.updates_per_epoch} whole updates), "
+               f"not the subset's {protocol.train_size:,}: the stream runs on, so its passes drift against the epochs"
+               if protocol.images_per_epoch != protocol.train_size else "")
             + (f"; noise scale {noise_status(protocol.noise_scale, protocol.k)}" if part == "converge" else ""))
 
 

@@ -16,14 +16,15 @@ from gradacc.names import DEFAULT_VARIANT, FAILURE, NOISE_SCALE, PART, SMOKE, TO
 from gradacc.names import STUDY as STUDY_TAG
 from gradacc.tracking.experiments import others_with_runs, resolve_experiments, where_else
 
-INT_PARAMS = ("k", "effective_batch", "epochs", "updates_per_epoch", "total_updates", "images_dropped_per_epoch",
+INT_PARAMS = ("k", "effective_batch", "epochs", "updates_per_epoch", "total_updates", "images_per_epoch",
               "seed", "train_size", "test_size", "micro_batch", "eval_batch", "warmup_micro_iters", "timed_micro_iters",
               "torch_threads", "workers", "warmup_epochs")
 FLOAT_PARAMS = ("lr", "momentum", "weight_decay", "peak_lr")
 STR_PARAMS = ("loader", "device", "device_type", "device_name", "cpu_model", "torch_version", "cuda_version",
               "code_version", "data_path", "ks", "parts", "lr_scaling", "noise_scale")
 BASE_COLUMNS = ["run_id", "run_name", "part", "status", "start_time", "experiment_id", "parent_run_id",
-                "study", "studies", "smoke", "variant", "noise_status", "failure", "cuda_graphs", "seeds_together"]
+                "study", "studies", "smoke", "variant", "noise_status", "failure", "cuda_graphs", "tf32_conv",
+                "seeds_together"]
 SERIES_COLUMNS = ["run_id", "part", "k", "key", "step", "value"]
 SERIES_BY_PART = {"micro": ("micro_iter_ms", "opt_step_ms"), "update": ("update_time_s",),
                   "converge": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s",
@@ -98,6 +99,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     out["noise_status"] = _column(raw, f"tags.{NOISE_SCALE}")  # measured | off | unavailable: why
     out["failure"] = _column(raw, f"tags.{FAILURE}")
     out["cuda_graphs"] = _to_bool(_param(raw, "cuda_graphs"))  # runs from before the option: False
+    out["tf32_conv"] = _to_bool(_param(raw, "tf32_conv"))  # cuDNN convolutions in TF32 (CUDA, Ampere and newer)
     out["seeds_together"] = _column(raw, f"tags.{TOGETHER}")  # '43, 44, 45': trained together, no timings
     for key in INT_PARAMS:
         out[key] = _to_int(_param(raw, key))

@@ -257,14 +257,15 @@ def test_resnet18_parameter_count():
 
 def test_variant_device_and_threads_are_group_keys():
     base = runs_frame(micro={1: 100.0, 2: 100.0})
-    other = [base.assign(variant="nosyncbn"), base.assign(device_type="cuda", device_name="GPU"),
-             base.assign(torch_threads=1)]
+    gpu = base.assign(device_type="cuda", device_name="GPU", tf32_conv=False)
+    other = [base.assign(variant="nosyncbn"), gpu, gpu.assign(tf32_conv=True), base.assign(torch_threads=1)]
     frame = pd.concat([base] + [o.assign(run_id=o["run_id"] + f"-{i}") for i, o in enumerate(other)],
                       ignore_index=True)
     sections = build_sections(frame)
-    assert len(sections) == 4 and all(list(s.table["micro_n"]) == [1, 1] for s in sections)
-    assert len({s.slug for s in sections}) == 4
+    assert len(sections) == 5 and all(list(s.table["micro_n"]) == [1, 1] for s in sections)
+    assert len({s.slug for s in sections}) == 5
     assert any("variant nosyncbn" in s.label for s in sections)
+    assert sum("TF32 convolutions" in s.label for s in sections) == 1  # --tf32 on and off never averaged
 
 
 def test_command_line_is_light():

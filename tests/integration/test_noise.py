@@ -3,6 +3,7 @@ runs that measure it (and time nothing), and the protocol variants (linear lr sc
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from gradacc.core.timing import NO_TIMER
 from gradacc.parts import converge
 from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
+from gradacc.study.run import what_is_measured
 
 
 def synthetic_norms(g: np.ndarray, sigma_diag: np.ndarray, b_small: int, k: int, updates: int, seed: int = 0):
@@ -200,10 +202,13 @@ def test_linear_scaling_with_warmup_schedule():
     assert p.variant == "lr=linear,warmup=1" and Protocol(k=8).variant == "protocol"
     assert Protocol(k=2, train_size=50_000, epochs=3).variant == "epochs=3,train=50000"
     assert Protocol(k=2, smoke=True, epochs=1, train_size=1024).variant == "protocol"
-    # K outside 1, 2, 4, 8 is a variant, and says what each epoch leaves out: 10,240 = 53 * 192 + 64
+    # K outside 1, 2, 4, 8 is a variant, and says what an epoch takes: 10,240 = 53 * 192 + 64
     k3 = Protocol(k=3)
-    assert (k3.variant, k3.updates_per_epoch, k3.images_dropped_per_epoch) == ("k=3", 53, 64)
-    assert k3.as_params()["images_dropped_per_epoch"] == "64" and Protocol(k=8).images_dropped_per_epoch == 0
+    assert (k3.variant, k3.updates_per_epoch, k3.images_per_epoch) == ("k=3", 53, 10_176)
+    assert k3.as_params()["images_per_epoch"] == "10176" and Protocol(k=8).images_per_epoch == 10_240
+    cpu = SimpleNamespace(runtime=SimpleNamespace(device_name="cpu", device=torch.device("cpu")))
+    assert "each epoch takes 10,176 images (53 whole updates), not the subset's 10,240" in what_is_measured(
+        "converge", k3, cpu) and "each epoch" not in what_is_measured("converge", Protocol(k=8), cpu)
     assert p.as_params()["peak_lr"] == "0.4" and p.as_params()["lr"] == "0.1"
     for bad, match in (({"warmup_epochs": 1}, "needs --lr-scaling linear"), ({"train_size": 50_001}, "50,000"),
                        ({"lr_scaling": "sqrt"}, "lr_scaling"), ({"lr_scaling": "linear", "warmup_epochs": 6},
