@@ -1,5 +1,5 @@
-"""The public MLflow names: part names, tag keys, run names and study tags. Users query these names, so they are
-defined here once; this module imports nothing and every floor of the package may use it."""
+"""The public MLflow names: part names, series keys, tag keys, run names and study tags. Users query these names,
+so they are defined here once; this module imports nothing and every floor of the package may use it."""
 from __future__ import annotations
 
 SCHEMA_VERSION = "1"  # the `gradacc.schema` tag: the version of the names below
@@ -9,6 +9,15 @@ DEFAULT_VARIANT = "protocol"  # the `gradacc.variant` of a run that follows the 
 PARTS = ("micro", "update", "converge")  # the measuring parts, in the order a study runs them
 DEFAULT_PARTS = ("micro", "converge")  # a study's default: converge runs also give Part 2's figures
 DDP, SWEEP, COMPARE, COMMMODEL, VERIFY = "ddp", "sweep", "compare", "commmodel", "verify"
+
+# The per-step series each part logs (metric histories; `series/<key>.csv` artifacts): what load_series fetches.
+# tests/integration/test_parts.py and tests/e2e/test_ddp.py check that the parts write no other.
+SERIES = {"micro": ("micro_iter_ms", "opt_step_ms"), "update": ("update_time_s",),
+          "converge": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s",
+                       "noise_scale_simple", "noise_scale_simple_epoch", "grad_norm_sq_est",
+                       "grad_trace_sigma_est", "noise_snapshot_s"),
+          "ddp": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s", "compute_ms",
+                  "allreduce_ms", "opt_step_ms")}
 
 # Tag keys
 PART = "gradacc.part"

@@ -12,7 +12,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import TrackingError
-from gradacc.names import DEFAULT_VARIANT, FAILURE, NOISE_SCALE, PART, SMOKE, TOGETHER, VARIANT
+from gradacc.names import DEFAULT_VARIANT, FAILURE, NOISE_SCALE, PART, SERIES, SMOKE, TOGETHER, VARIANT
 from gradacc.names import STUDY as STUDY_TAG
 from gradacc.tracking.experiments import others_with_runs, resolve_experiments, where_else
 
@@ -26,12 +26,6 @@ BASE_COLUMNS = ["run_id", "run_name", "part", "status", "start_time", "experimen
                 "study", "studies", "smoke", "variant", "noise_status", "failure", "cuda_graphs", "tf32_conv",
                 "seeds_together"]
 SERIES_COLUMNS = ["run_id", "part", "k", "key", "step", "value"]
-SERIES_BY_PART = {"micro": ("micro_iter_ms", "opt_step_ms"), "update": ("update_time_s",),
-                  "converge": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s",
-                               "noise_scale_simple", "noise_scale_simple_epoch", "grad_norm_sq_est",
-                               "grad_trace_sigma_est", "noise_snapshot_s"),
-                  "ddp": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s", "compute_ms",
-                          "allreduce_ms", "opt_step_ms")}
 HISTORY_THREADS = 4  # helps against a tracking server; on sqlite the GIL caps the gain
 STUDY_ID = re.compile(r"[\w.:-]+")
 
@@ -199,7 +193,7 @@ def load_series(runs: pd.DataFrame, keys: Iterable[str] | None = None) -> pd.Dat
     wanted = tuple(keys) if keys is not None else None
     jobs = []
     for row in runs[["run_id", "part", "k"]].itertuples(index=False):
-        own = SERIES_BY_PART.get(row.part, ())
+        own = SERIES.get(row.part, ())
         for key in (own if wanted is None else [k for k in wanted if k in own]):
             jobs.append((row.run_id, row.part, row.k, key))
     if not jobs:

@@ -15,6 +15,7 @@ from gradacc.core.model import build_model
 from gradacc.core.runtime import resolve_runtime
 from gradacc.core.streams import DeviceStream, TorchvisionStream
 from gradacc.core.timing import middle_window
+from gradacc.names import SERIES
 from gradacc.parts import converge, micro, update
 from gradacc.parts.context import Context, Result
 from gradacc.parts.converge import run_converge
@@ -153,6 +154,7 @@ def test_run_micro_fills_its_series(ctx, step_counts):
     assert result.summaries["micro_iter_ms_mean"] == pytest.approx(np.mean(values))
     assert result.summaries["micro_iter_ms_std"] == pytest.approx(np.std(values, ddof=1))
     assert result.summaries["opt_step_ms_mean"] == pytest.approx(np.mean(result.series["opt_step_ms"][1]))
+    assert set(result.series) == set(SERIES["micro"])  # the public names load_series fetches
 
 
 def test_run_update_part_fills_its_series(ctx, step_counts):
@@ -165,6 +167,7 @@ def test_run_update_part_fills_its_series(ctx, step_counts):
     mean = float(np.mean(middle_window(values)))
     assert result.summaries["update_time_s_mean"] == pytest.approx(mean)
     assert result.summaries["throughput_img_s"] == pytest.approx(32 / mean)
+    assert set(result.series) == set(SERIES["update"])
 
 
 def test_run_converge_fills_its_series(ctx, step_counts):
@@ -184,6 +187,7 @@ def test_run_converge_fills_its_series(ctx, step_counts):
     assert {key: v for key, v in result.summaries.items() if key not in noise | timing} == {
         "test_accuracy": accuracy[-1], "final_train_loss": epoch_loss[-1]}
     assert result.series["update_time_s"][0] == [0, 1, 2, 3] and timing <= set(result.summaries)
+    assert set(result.series) == set(SERIES["converge"])  # k=2: the noise scale's series too
 
 
 def test_evaluating_every_epoch_adds_the_accuracies_and_changes_no_training(ctx):
