@@ -52,6 +52,10 @@ def part_tags(part: str, smoke: bool) -> dict[str, str]:
     return {PART: part, SMOKE: str(smoke).lower()}
 
 
+STUDY_ID_PATTERN = r"[\w.:-]+"  # a study id: it becomes part of a tag key, `gradacc.study.<id>`
+STUDY_ID_RULE = "use letters, digits and . _ - : only"
+
+
 def study_tags(study: str) -> dict[str, str]:
     """A run belongs to every study whose `gradacc.study.<id>` tag it carries; `gradacc.study` is the latest."""
     return {STUDY: study, f"{STUDY}.{study}": "1"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from gradacc.bench.lines import LINES
-from gradacc.cli.types import KList, Threads
+from gradacc.cli.types import FiniteRange, KList, Threads
 from gradacc.core.config import DEVICES
 
 
@@ -45,7 +45,7 @@ def _lines(value: str) -> tuple[str, ...]:
               help="Updates per converge run of the noise line.")
 @click.option("--noise-pairs", type=click.IntRange(1), default=3, show_default=True,
               help="Pairs of converge runs (with, without) of the noise line, in A B B A order.")
-@click.option("--system-metrics-side-s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+@click.option("--system-metrics-side-s", type=FiniteRange(min=0.1), default=10.0, show_default=True,
               help="Seconds each side of the system-metrics line lasts (its update count from a warm-up side): "
                    "several sampling intervals, so that the sampling falls inside the timed window.")
 @click.option("--system-metrics-pairs", type=click.IntRange(1), default=3, show_default=True,

@@ -1,9 +1,11 @@
 """`gradacc commmodel`: Part 4's communication and straggler model, fed by the store's runs."""
 from __future__ import annotations
 
+import math
+
 import click
 
-from gradacc.cli.types import SmokeChoice, WholeNumber
+from gradacc.cli.types import FiniteRange, SmokeChoice, WholeNumber
 from gradacc.names import COMMMODEL_OUTPUT
 
 
@@ -21,6 +23,8 @@ class OptionalNumber(click.ParamType):
             number = float(text)
         except ValueError:
             self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
         if not number > 0:
             self.fail(f"{value!r} must be positive", param, ctx)
         return number
@@ -57,9 +61,9 @@ class PerGpu(WholeNumber):
 @click.option("--bandwidth-gb-s", type=OptionalNumber(), default="auto", show_default=True,
               help="A network link of your own: bandwidth per direction and card in GB/s (Gb/s / 8); with "
                    "--latency-us (auto: no link of your own).")
-@click.option("--overlap", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--overlap", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Share of the backward pass (2/3 of a micro-iteration) that hides the all-reduce.")
-@click.option("--bucket-mb", type=click.FloatRange(min=0.001), default=25.0, show_default=True,
+@click.option("--bucket-mb", type=FiniteRange(min=0.001), default=25.0, show_default=True,
               help="DDP bucket size in MiB (bucket_cap_mb): each bucket pays the latency once.")
 @click.option("--max-workers", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Predict for N = 1..this.")

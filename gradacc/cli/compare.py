@@ -5,14 +5,14 @@ from pathlib import Path
 
 import click
 
-from gradacc.cli.types import SmokeChoice
+from gradacc.cli.types import SmokeChoice, StudyId
 from gradacc.names import COMPARE_OUTPUT
 
 
 @click.command("compare")
 @click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else MLflow's Default",
               help="MLflow experiment (name or id) whose runs are compared (under `mlflow run`: its own).")
-@click.option("--study", default="all", show_default=True,
+@click.option("--study", type=StudyId("all"), default="all", show_default=True,
               help="Only the runs of this sweep's study id (tag gradacc.study.<ID>); all = every run of the "
                    "experiment.")
 @click.option("--output", default=COMPARE_OUTPUT, show_default=True,

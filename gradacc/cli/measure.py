@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from gradacc.cli.options import common_options, noise_option, system_metrics_option, variant_options
-from gradacc.cli.types import KList, WholeNumber
+from gradacc.cli.types import KList, StudyId, WholeNumber
 from gradacc.core.config import DEFAULT_KS, build_protocol
 from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
 
@@ -60,7 +60,7 @@ converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) 
                    "after another (a CPU's default: there the seeds cannot share the device).")
 @click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               help="Measure again even where a FINISHED run of the same config and code version exists.")
-@click.option("--study", default="new", show_default=True,
+@click.option("--study", type=StudyId("new"), default="new", show_default=True,
               help="Study id to tag the runs with (reuse one to extend or resume a study; new = a new id).")
 @click.option("--output", default=COMPARE_OUTPUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for the comparison that ends the sweep (plots, table.md, table.csv, report.html).")
@@ -88,6 +88,9 @@ def sweep(click_ctx, ks, parts, repeats, seeds_together, force, study, output, g
     if unknown or not chosen:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
+    if len(set(chosen)) < len(chosen):
+        raise click.BadParameter(f"{', '.join(sorted({p for p in chosen if chosen.count(p) > 1}))} listed more "
+                                 "than once", param_hint="--parts")
     protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
                  for s in range(seed, seed + repeats) for k in ks]
     check_output_folder(Path(output))  # before the measurements, not after them

@@ -1,7 +1,12 @@
 """The CLI's parameter types: whole numbers written as such, thread counts, lists of K."""
 from __future__ import annotations
 
+import math
+import re
+
 import click
+
+from gradacc.names import STUDY_ID_PATTERN, STUDY_ID_RULE
 
 
 class WholeNumber(click.ParamType):
@@ -23,6 +28,34 @@ class WholeNumber(click.ParamType):
         if number < self.minimum:
             self.fail(f"{number} is below the minimum of {self.minimum}", param, ctx)
         return number
+
+
+class StudyId(click.ParamType):
+    """A study id (it becomes part of the tag key `gradacc.study.<id>`), or one of the command's keywords: checked
+    when the command line is read, before a sweep measures anything."""
+
+    name = "study"
+
+    def __init__(self, *keywords: str):
+        self.keywords = keywords
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip()
+        if text in ("", *self.keywords) or re.fullmatch(STUDY_ID_PATTERN, text):
+            return text
+        self.fail(f"study id {text!r} is not valid: {STUDY_ID_RULE} (or {' / '.join(self.keywords)})", param, ctx)
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange without nan and inf, which it lets through ('nan' compares false with both bounds)."""
+
+    name = "float"  # click's own says "'x' is not a valid float range"
+
+    def convert(self, value, param, ctx):
+        number = super(click.FloatRange, self).convert(value, param, ctx)  # the float, before the range check
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 class Threads(WholeNumber):
@@ -48,7 +81,11 @@ class KList(click.ParamType):
         parts = [p for p in str(value).split(",") if p.strip()]
         if not parts:
             self.fail("give at least one k", param, ctx)
-        return tuple(WholeNumber(1).convert(p, param, ctx) for p in parts)
+        ks = tuple(WholeNumber(1).convert(p, param, ctx) for p in parts)
+        twice = sorted({k for k in ks if ks.count(k) > 1})
+        if twice:  # each configuration runs once: a repeat would only be reported as reused
+            self.fail(f"k={', '.join(map(str, twice))} listed more than once", param, ctx)
+        return ks
 
 
 class SmokeChoice(click.ParamType):

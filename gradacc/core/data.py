@@ -1,6 +1,7 @@
 """CIFAR-10 on disk (official python layout) -> the protocol's uint8 subset, checked as it is read."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -49,9 +50,13 @@ def ensure_dataset(root: Path, download: bool = True) -> Path:
     if not download:
         raise DataError(f"CIFAR-10 not found at {folder.resolve()}: {hint}")
     from torchvision.datasets.utils import download_and_extract_archive
+    made = [p for p in (root, *root.parents) if not p.exists()]  # what the download creates, deepest first
     try:
         download_and_extract_archive(URL, download_root=str(root), md5=TARBALL_MD5)
     except Exception as err:  # offline, refused, bad checksum: all end the same way for the user
+        for path in made:  # a mistyped --data-dir leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                path.rmdir()
         raise DataError(f"CIFAR-10 not found at {folder.resolve()} and the download failed "
                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); {hint}") from None
     if not folder.is_dir():

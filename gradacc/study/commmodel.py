@@ -15,12 +15,13 @@ from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
 from gradacc.core.errors import ConfigError, GradaccError
 from gradacc.names import COMMMODEL, NOTE, part_tags
 from gradacc.study.console import say
+from gradacc.study.folders import cannot_write, check_writable
 from gradacc.tracking.results import load_runs, load_series
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
 
 
 class ModelError(GradaccError, RuntimeError):
-    """The store lacks what the model needs (Part 1 micro runs)."""
+    """The store lacks what the model needs (Part 1 micro runs), or its tables cannot be written."""
 
 
 def build_model_outputs(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap,
@@ -54,11 +55,11 @@ def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, b
     """Computes the model from the store, writes its tables and plots to `output`, logs them as a run."""
     if (latency_us is None) != (bandwidth_gb_s is None):
         raise ConfigError("give both --latency-us and --bandwidth-gb-s (a link has both), or neither")
+    folder = Path(output)
+    check_writable(folder, "the model's tables", ModelError)  # before the store is read
     rows, best, checks, inputs, links = build_model_outputs(
         experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
         max_workers, target_loss, include_smoke)
-    folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
     samples, conv = inputs["samples"], inputs["convergence"]
     best_measured = best.pop("within measured")
     notes = (f"Gradient {inputs['gradient_bytes']:,} bytes (float32 ResNet-18, {RESNET18_PARAMS:,} parameters); "
@@ -70,9 +71,12 @@ def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, b
              "table.md": notes + "\n" + summary_markdown(rows, best, best_measured=best_measured),
              "check.md": check_markdown(checks),
              "presets.md": presets_markdown(links)}
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    plots = write_model_plots(pd.DataFrame(rows), best, pd.DataFrame(checks), folder / "plots")
+    try:
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        plots = write_model_plots(pd.DataFrame(rows), best, pd.DataFrame(checks), folder / "plots")
+    except OSError as err:
+        raise ModelError(cannot_write("the model's tables", folder, err)) from None
     print(notes + "\n" + summary_markdown(rows, best, best_measured=best_measured) + "\nReal DDP runs:\n"
           + check_markdown(checks))
     with tracked_run(COMMMODEL, part_tags(COMMMODEL, inputs["smoke"]), experiment) as run:

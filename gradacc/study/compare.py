@@ -26,6 +26,7 @@ from gradacc.analysis.report.part4 import matching_ddp
 from gradacc.core.config import DEFAULT_KS
 from gradacc.names import COMPARE, COMPARE_OUTPUT, NOTE, PARTS, part_tags, study_tags
 from gradacc.study.console import say
+from gradacc.study.folders import cannot_write, check_writable
 from gradacc.tracking.experiments import others_with_runs, where_else
 from gradacc.tracking.results import load_runs, load_series, resolve_experiments, smoke_choice
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
@@ -55,15 +56,8 @@ def _write(path: Path, content: str | bytes, written: list[Path]) -> None:
 
 
 def check_output_folder(output_dir: Path) -> None:
-    """Creates the folder and writes a probe file in it: a sweep checks this before it measures for hours."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".gradacc-write-check"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise CompareError(f"cannot write the comparison to {output_dir}: {err.strerror or type(err).__name__}"
-                           f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+    """Before the runs are loaded (or a sweep measures): the comparison's folder can be written."""
+    check_writable(output_dir, "the comparison", CompareError)
 
 
 def output_folder(output_dir: str | Path, study: str | None, experiment: str) -> Path:
@@ -105,9 +99,7 @@ def write_outputs(sections: list[Section], series: pd.DataFrame, output_dir: Pat
         report = output_dir / "report.html"
         _write(report, render_report(sections, series, plots, title, source), written)
     except OSError as err:
-        raise CompareError(f"cannot write the comparison to {output_dir}: "
-                           f"{err.strerror or type(err).__name__}"
-                           f"{' (' + str(err.filename) + ')' if err.filename else ''}") from None
+        raise CompareError(cannot_write("the comparison", output_dir, err)) from None
     return report, written
 
 

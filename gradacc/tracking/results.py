@@ -12,7 +12,18 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import TrackingError
-from gradacc.names import DEFAULT_VARIANT, FAILURE, NOISE_SCALE, PART, SERIES, SMOKE, TOGETHER, VARIANT
+from gradacc.names import (
+    DEFAULT_VARIANT,
+    FAILURE,
+    NOISE_SCALE,
+    PART,
+    SERIES,
+    SMOKE,
+    STUDY_ID_PATTERN,
+    STUDY_ID_RULE,
+    TOGETHER,
+    VARIANT,
+)
 from gradacc.names import STUDY as STUDY_TAG
 from gradacc.tracking.experiments import others_with_runs, resolve_experiments, where_else
 
@@ -27,7 +38,7 @@ BASE_COLUMNS = ["run_id", "run_name", "part", "status", "start_time", "experimen
                 "seeds_together"]
 SERIES_COLUMNS = ["run_id", "part", "k", "key", "step", "value"]
 HISTORY_THREADS = 4  # helps against a tracking server; on sqlite the GIL caps the gain
-STUDY_ID = re.compile(r"[\w.:-]+")
+STUDY_ID = re.compile(STUDY_ID_PATTERN)
 
 
 def _quote(value: str) -> str:
@@ -146,7 +157,7 @@ def load_runs(experiment: str | Sequence[str] | None = None, study: str | None =
     value is a float column under its own name."""
     include_smoke = smoke_choice(include_smoke)
     if study is not None and not STUDY_ID.fullmatch(str(study)):
-        raise TrackingError(f"study id {study!r} is not valid: use letters, digits and . _ - : only")
+        raise TrackingError(f"study id {study!r} is not valid: {STUDY_ID_RULE}")
     parts = tuple(parts) if parts is not None else None
     statuses = tuple(statuses) if statuses is not None else None
     experiments = resolve_experiments(experiment)

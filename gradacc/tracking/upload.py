@@ -12,8 +12,8 @@ def upload_saved_run(saved: SavedRun, tracking_uri: str | None = None) -> str:
     """Writes a saved run into its run in the store, leaving out what the store already holds (so an upload that
     stopped halfway can be repeated), then ends the run with its saved status. Returns a one-line summary."""
     uri = tracking_uri or saved.tracking_uri
-    c = client(uri)
     with store_errors(f"uploading run {saved.run_id}", uri):
+        c = client(uri)  # a URI MLflow cannot open fails here, also in one line
         run = c.get_run(saved.run_id)
         params = params_to_log(run.data.params, saved.params_given, saved.params_resolved)
         tags = [RunTag(k, v) for k, v in saved.tags.items() if run.data.tags.get(k) != v]

@@ -68,7 +68,14 @@ def check_rejected(store, argv, code: int, contains: str):
     (["sweep", "--parts", ","], USAGE, "--parts"),
     (["sweep", "--ks", "1,0"], USAGE, "'--ks'"),
     (["sweep", "--ks", "1,abc"], USAGE, "'abc' is not a whole number"),
+    (["sweep", "--ks", "1,2,1"], USAGE, "'--ks': k=1 listed more than once"),
+    (["sweep", "--parts", "micro,micro"], USAGE, "Invalid value for --parts: micro listed more than once"),
     (["sweep", "--smoke", "--ks", "1,17"], FAILURE, "k=17"),
+    (["sweep", "--study", "bad id/x", "--ks", "16", "--smoke"], USAGE,  # before anything is measured
+     "study id 'bad id/x' is not valid: use letters, digits and . _ - : only (or new)"),
+    (["compare", "--study", "a b"], USAGE, "study id 'a b' is not valid"),
+    (["commmodel", "--overlap", "nan"], USAGE, "'--overlap': 'nan' is not a finite number"),
+    (["commmodel", "--bucket-mb", "inf"], USAGE, "'--bucket-mb': 'inf' is not a finite number"),
     (["nonsense"], USAGE, "No such command 'nonsense'"),
 ])
 def test_rejected_options(store, argv, code, contains):
@@ -226,14 +233,15 @@ def test_sigterm_ends_the_run_killed(store):
     assert running(store) == []
 
 
-@pytest.mark.parametrize("command", [["sweep", "--smoke", "--parts", "micro", "--ks", "1"], ["compare"]])
-def test_output_folder_not_writable(store, tmp_path, command):
+@pytest.mark.parametrize("command, what", [(["sweep", "--smoke", "--parts", "micro", "--ks", "1"], "the comparison"),
+                                           (["compare"], "the comparison"), (["commmodel"], "the model's tables")])
+def test_output_folder_not_writable(store, tmp_path, command, what):
     """Checked before anything is measured or loaded. A folder inside a regular file: not writable even for root."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     before = len(all_runs(store["client"]))
     check_rejected(store, command + ["--output", blocker / "out"], FAILURE,
-                   f"cannot write the comparison to {blocker / 'out'}: Not a directory")
+                   f"cannot write {what} to {blocker / 'out'}: Not a directory")
     assert len(all_runs(store["client"])) == before  # no run was started
 
 

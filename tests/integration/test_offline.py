@@ -84,6 +84,28 @@ def test_upload_rejects_a_folder_without_saved_runs(store, tmp_path):
                                                             "(a saved run is a folder holding run.json)"]
 
 
+def test_upload_into_a_store_that_cannot_be_opened_is_one_line(store, monkeypatch, tmp_path):
+    monkeypatch.setitem(gradacc.study.run.RUNNERS, "micro", measure_then_lose_store(None))
+    unsent = store["tmp"] / "unsent"
+    shutil.rmtree(unsent, ignore_errors=True)
+    try:
+        assert run_cli(["micro", "--k", "2", "--smoke", "--experiment", "offline"]).code == 1
+    finally:
+        store_down.undo()
+    (folder,) = list(unsent.iterdir())
+    not_a_database = tmp_path / "bad.db"
+    not_a_database.write_text("not sqlite")
+    for uri, reason in (("foo://x", "unsupported URI 'foo://x'"),
+                        (f"sqlite:///{not_a_database}", "file is not a database")):
+        result = run_cli(["upload", str(folder), "--tracking-uri", uri])
+        (line,) = error_lines(result.err)
+        assert result.code == 1 and "Traceback" not in result.err, result.err
+        assert line.startswith(f"gradacc: error: uploading run {folder.name} failed (tracking store {uri}): ")
+        assert reason in line, line
+    assert (folder / "run.json").exists()  # still there to upload into the right store
+    assert run_cli(["upload", str(folder)]).code == 0
+
+
 def test_describe_and_sqlite_path():
     refused = Exception("API request to http://127.0.0.1:9/api failed with exception HTTPConnectionPool(host="
                         "'127.0.0.1', port=9): Max retries exceeded with url: /api (Caused by NewConnectionError("

@@ -1,6 +1,7 @@
 """CIFAR-10 on disk -> the protocol's uint8 subset: order, shapes, checks and the data-directory rules."""
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -74,14 +75,16 @@ def test_missing_folder_without_download_names_the_path(tmp_path):
 def test_failed_download_says_where_and_how(tmp_path, monkeypatch):
     import torchvision.datasets.utils as tv_utils
 
-    def offline(*args, **kwargs):
+    def offline(url, download_root, **kwargs):
+        os.makedirs(download_root, exist_ok=True)  # as torchvision does before it fetches
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
     with pytest.raises(DataError) as err:
-        ensure_dataset(tmp_path / "empty", download=True)
+        ensure_dataset(tmp_path / "typo" / "empty", download=True)
     message = str(err.value)
-    assert str((tmp_path / "empty" / FOLDER).resolve()) in message
+    assert str((tmp_path / "typo" / "empty" / FOLDER).resolve()) in message
+    assert list(tmp_path.iterdir()) == []  # the folders the attempt made are gone
     assert "GRADACC_DATA_DIR" in message and "--data-dir" in message
     assert "Temporary failure in name resolution" in message and "\n" not in message
 
