@@ -8,6 +8,8 @@ import os
 import re
 from contextlib import contextmanager
 
+from gradacc.core.errors import TrackingError
+
 # MLflow retries a failed HTTP request 7 times (backoff factor 2) and waits up to 120 s for each answer: a dead
 # server would stall every write for minutes. These defaults, used where the user has not set their own, give
 # up after about 10 s on a refused connection and under a minute on a server that hangs.
@@ -114,9 +116,17 @@ def store_lock(uri: str):
         wait_on_sqlite_locks()
     try:
         import fcntl
+        if path:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # MLflow makes a new store's folder too
         handle = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o644) if path else None
-    except (ImportError, OSError):  # no fcntl (Windows), or a folder MLflow will report on itself
+    except ImportError:  # no fcntl (Windows)
         handle = None
+    except OSError as err:
+        if not os.path.exists(path):  # MLflow would retry creating it for two minutes before it says so
+            where = f" ({err.filename})" if err.filename and str(err.filename) != path + ".lock" else ""
+            raise TrackingError(f"tracking store {uri} is not usable: cannot create {path}: "
+                                f"{err.strerror or type(err).__name__}{where}") from None
+        handle = None  # an existing store in a folder this process cannot write: reading may still work
     if handle is None:
         yield
         return

@@ -262,3 +262,15 @@ def test_tracking_uri_malformed(store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://x")
     check_rejected(store, ["micro", "--smoke"], FAILURE,
                    "tracking store foo://x is not usable: unsupported URI 'foo://x'; MLflow knows the schemes")
+
+
+def test_sqlite_store_that_cannot_be_created_fails_at_once(store, monkeypatch, tmp_path):
+    """MLflow would retry creating it for about two minutes; gradacc says why at once."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    uri = f"sqlite:///{blocker}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    start = time.monotonic()
+    check_rejected(store, ["micro", "--smoke"], FAILURE,
+                   f"tracking store {uri} is not usable: cannot create {blocker}/mlflow.db: File exists ({blocker})")
+    assert time.monotonic() - start < 60
