@@ -140,7 +140,8 @@ def missing_lines(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PAR
 
 
 def describe_setting(setting: dict) -> str:
-    """'NVIDIA H100 (cuda), loader device, 8 threads', plus every value that departs from the protocol."""
+    """'NVIDIA H100 (cuda), loader device, 8 threads', plus every value that departs from the protocol and whether
+    convolutions used TF32 (PyTorch's default on CUDA cards of the Ampere generation and newer)."""
     text = f"{setting.get('device_name') or '?'} ({setting.get('device_type') or '?'}), " \
            f"loader {setting.get('loader') or '?'}, {setting.get('torch_threads') or '?'} threads"
     defaults = Protocol()
@@ -154,6 +155,8 @@ def describe_setting(setting: dict) -> str:
         extras.insert(0, f"variant {setting['variant']}")
     if setting.get("tf32_conv"):
         extras.insert(0, "TF32 convolutions")
+    elif setting.get("device_type") == "cuda" and setting.get("tf32_conv") is None:
+        extras.insert(0, "TF32 unknown (runs from before it was logged)")
     if setting.get("cuda_graphs"):
         extras.insert(0, "CUDA graphs (Parts 2-3)")
     if setting.get("smoke"):
@@ -167,6 +170,8 @@ def _slug(setting: dict) -> str:
         parts.append(setting["variant"])
     if setting.get("cuda_graphs"):
         parts.append("graphs")
+    if setting.get("tf32_conv"):
+        parts.append("tf32")
     if setting.get("smoke"):
         parts.append("smoke")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(str(p) for p in parts)).strip("-") or "runs"

@@ -31,19 +31,25 @@ class WholeNumber(click.ParamType):
 
 
 class StudyId(click.ParamType):
-    """A study id (it becomes part of the tag key `gradacc.study.<id>`), or one of the command's keywords: checked
-    when the command line is read, before a sweep measures anything."""
+    """A study id (it becomes part of the tag key `gradacc.study.<id>`), or the command's keyword (sweep: new,
+    compare: all): checked when the command line is read, before a sweep measures anything. The other command's
+    keyword is no id: a study named 'all' could never be compared alone."""
 
     name = "study"
+    KEYWORDS = ("new", "all")
 
-    def __init__(self, *keywords: str):
-        self.keywords = keywords
+    def __init__(self, keyword: str):
+        self.keyword = keyword
 
     def convert(self, value, param, ctx):
         text = str(value).strip()
-        if text in ("", *self.keywords) or re.fullmatch(STUDY_ID_PATTERN, text):
+        if text in ("", self.keyword):
             return text
-        self.fail(f"study id {text!r} is not valid: {STUDY_ID_RULE} (or {' / '.join(self.keywords)})", param, ctx)
+        if text in self.KEYWORDS:
+            self.fail(f"{text!r} is a keyword, not a study id (here: an id, or {self.keyword})", param, ctx)
+        if not re.fullmatch(STUDY_ID_PATTERN, text):
+            self.fail(f"study id {text!r} is not valid: {STUDY_ID_RULE} (or {self.keyword})", param, ctx)
+        return text
 
 
 class FiniteRange(click.FloatRange):
@@ -52,7 +58,7 @@ class FiniteRange(click.FloatRange):
     name = "float"  # click's own says "'x' is not a valid float range"
 
     def convert(self, value, param, ctx):
-        number = super(click.FloatRange, self).convert(value, param, ctx)  # the float, before the range check
+        number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return super().convert(number, param, ctx)

@@ -83,10 +83,15 @@ class Protocol:
 
     @property
     def images_per_epoch(self) -> int:
-        """The images one epoch's updates take: the training subset for K = 1, 2, 4, 8; for other K a whole update
-        less than that (K = 3: 53 updates of 192 = 10,176 of 10,240). The stream runs on across epoch ends, so no
-        image is skipped: the passes over the shuffled subset then drift against the epochs."""
+        """The images one epoch's updates take: the training subset for K = 1, 2, 4, 8; for other K less than a
+        pass over it (K = 3: 53 updates of 192 = 10,176 of 10,240). The stream runs on across epoch ends, so
+        its passes then drift against the epochs (streams.py: a pass drops only a partial last micro-batch)."""
         return self.updates_per_epoch * self.effective_batch
+
+    @property
+    def images_per_pass(self) -> int:
+        """The images of one pass of the stream over the shuffled subset: whole micro-batches (drop_last)."""
+        return self.train_size // self.micro_batch * self.micro_batch
 
     @property
     def total_updates(self) -> int:

@@ -65,10 +65,15 @@ def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) ->
                     protocol.total_updates, job["experiment"], started=started)
 
 
+NOT_TRAINED_BY_VERIFY = ("epochs", "updates_per_epoch", "total_updates", "images_per_epoch", "warmup_epochs",
+                         "noise_scale", "eval_every_epoch", "warmup_micro_iters", "timed_micro_iters")
+
+
 def verify(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) -> None:
     figures = run_verify(protocol, ctx, rank, world, job["updates"])
-    if rank == 0:  # the verify run's params, as a ddp run has them: what was compared, on what
-        figures["params"] = {**protocol.as_params(), **ctx.params(), "backend": dist.get_backend()}
+    if rank == 0:  # the verify run's params: what was compared, on what (not the epochs it never trained)
+        compared = {key: value for key, value in protocol.as_params().items() if key not in NOT_TRAINED_BY_VERIFY}
+        figures["params"] = {**compared, **ctx.params(), "backend": dist.get_backend()}
         Path(job["result_path"]).write_text(json.dumps(figures, indent=1))
 
 

@@ -233,8 +233,10 @@ def what_is_measured(part: str, protocol: Protocol, ctx: Context) -> str:
             f"effective batch {protocol.effective_batch}, {work}"
             + ("" if protocol.variant == "protocol" else f"; variant {protocol.variant}")
             + (f"; each epoch takes {protocol.images_per_epoch:,} images ({protocol.updates_per_epoch} whole updates), "
-               f"not the subset's {protocol.train_size:,}: the stream runs on, so its passes drift against the epochs"
-               if protocol.images_per_epoch != protocol.train_size else "")
+               f"a pass over the subset {protocol.images_per_pass:,}: the stream runs on, so its passes drift "
+               "against the epochs" if protocol.images_per_epoch != protocol.images_per_pass else "")
+            + (f"; each pass drops the subset's last {protocol.train_size - protocol.images_per_pass} shuffled "
+               "images (not a whole micro-batch)" if protocol.images_per_pass != protocol.train_size else "")
             + (f"; noise scale {noise_status(protocol.noise_scale, protocol.k)}" if part == "converge" else ""))
 
 

@@ -76,6 +76,13 @@ def _to_bool(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
 
 
+def _tf32(values: pd.Series, device_type: pd.Series) -> pd.Series:
+    """Whether cuDNN convolutions could use TF32 (CUDA, Ampere and newer): a bool; None for a CUDA run from before
+    gradacc logged it (PyTorch allows TF32 there by default, so it is not known), False for a CPU run."""
+    return pd.Series([bool(on) if known else (None if cuda else False) for on, known, cuda in
+                      zip(_to_bool(values), values.notna(), device_type.eq("cuda"))], index=values.index, dtype=object)
+
+
 def _studies(raw: pd.DataFrame) -> pd.Series:
     prefix = f"tags.{STUDY_TAG}."
     cols = [c for c in raw.columns if c.startswith(prefix)]
@@ -104,7 +111,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     out["noise_status"] = _column(raw, f"tags.{NOISE_SCALE}")  # measured | off | unavailable: why
     out["failure"] = _column(raw, f"tags.{FAILURE}")
     out["cuda_graphs"] = _to_bool(_param(raw, "cuda_graphs"))  # runs from before the option: False
-    out["tf32_conv"] = _to_bool(_param(raw, "tf32_conv"))  # cuDNN convolutions in TF32 (CUDA, Ampere and newer)
+    out["tf32_conv"] = _tf32(_param(raw, "tf32_conv"), _param(raw, "device_type"))
     out["seeds_together"] = _column(raw, f"tags.{TOGETHER}")  # '43, 44, 45': trained together, no timings
     for key in INT_PARAMS:
         out[key] = _to_int(_param(raw, key))

@@ -74,6 +74,8 @@ def check_rejected(store, argv, code: int, contains: str):
     (["sweep", "--study", "bad id/x", "--ks", "16", "--smoke"], USAGE,  # before anything is measured
      "study id 'bad id/x' is not valid: use letters, digits and . _ - : only (or new)"),
     (["compare", "--study", "a b"], USAGE, "study id 'a b' is not valid"),
+    (["sweep", "--study", "all", "--ks", "16", "--smoke"], USAGE, "'all' is a keyword, not a study id"),
+    (["compare", "--study", "new"], USAGE, "'new' is a keyword, not a study id (here: an id, or all)"),
     (["commmodel", "--overlap", "nan"], USAGE, "'--overlap': 'nan' is not a finite number"),
     (["commmodel", "--bucket-mb", "inf"], USAGE, "'--bucket-mb': 'inf' is not a finite number"),
     (["nonsense"], USAGE, "No such command 'nonsense'"),

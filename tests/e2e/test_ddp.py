@@ -103,6 +103,7 @@ def test_verify_default_sees_rounding_below_the_tolerance(tiny_cifar, tracking_s
     params = run.data.params  # what was compared, on what: as a ddp run says it
     assert (params["k"], params["workers"], params["updates"], params["backend"]) == ("4", "4", "2", "gloo")
     assert params["device_type"] == "cpu" and params["code_version"] and params["effective_batch"] == "256"
+    assert "total_updates" not in params  # verify trains `updates` updates, not the protocol's epochs
 
 
 @pytest.mark.slow

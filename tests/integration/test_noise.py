@@ -207,8 +207,10 @@ def test_linear_scaling_with_warmup_schedule():
     assert (k3.variant, k3.updates_per_epoch, k3.images_per_epoch) == ("k=3", 53, 10_176)
     assert k3.as_params()["images_per_epoch"] == "10176" and Protocol(k=8).images_per_epoch == 10_240
     cpu = SimpleNamespace(runtime=SimpleNamespace(device_name="cpu", device=torch.device("cpu")))
-    assert "each epoch takes 10,176 images (53 whole updates), not the subset's 10,240" in what_is_measured(
-        "converge", k3, cpu) and "each epoch" not in what_is_measured("converge", Protocol(k=8), cpu)
+    assert "each epoch takes 10,176 images (53 whole updates), a pass over the subset 10,240" in what_is_measured(
+        "converge", k3, cpu) and "each" not in what_is_measured("converge", Protocol(k=8), cpu)
+    odd = what_is_measured("converge", Protocol(k=1, train_size=10_000), cpu)  # 156 micro-batches, 16 images left
+    assert "each pass drops the subset's last 16 shuffled images" in odd and "drift" not in odd
     assert p.as_params()["peak_lr"] == "0.4" and p.as_params()["lr"] == "0.1"
     for bad, match in (({"warmup_epochs": 1}, "needs --lr-scaling linear"), ({"train_size": 50_001}, "50,000"),
                        ({"lr_scaling": "sqrt"}, "lr_scaling"), ({"lr_scaling": "linear", "warmup_epochs": 6},

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from gradacc.analysis.compare import build_sections
 from gradacc.core.errors import TrackingError
 from gradacc.tracking.results import SERIES_COLUMNS, load_runs, load_series
 from tests.support.compare import SyntheticStore, fresh_store
@@ -129,3 +130,16 @@ def test_empty_experiment(tmp_path, monkeypatch):
     SyntheticStore()
     runs = load_runs()
     assert runs.empty and {"run_id", "k", "part", "start_time"} <= set(runs.columns)
+
+
+def test_tf32_is_known_where_logged_and_unknown_only_for_old_cuda_runs(tmp_path, monkeypatch):
+    fresh_store(tmp_path, monkeypatch)
+    s = SyntheticStore()
+    ids = {"on": s.log("micro", 1, device_type="cuda", tf32="true"),
+           "off": s.log("micro", 1, device_type="cuda", tf32="false"),
+           "old cuda": s.log("micro", 1, device_type="cuda"), "old cpu": s.log("micro", 1)}
+    runs = load_runs().set_index("run_id")["tf32_conv"]
+    assert [runs[ids[name]] for name in ("on", "off", "old cuda", "old cpu")] == [True, False, None, False]
+    labels = [section.label for section in build_sections(load_runs(), expected_ks=(1,))]
+    cuda = sorted(label.partition("threads")[2] for label in labels if "(cuda)" in label)
+    assert cuda == ["", "; TF32 convolutions", "; TF32 unknown (runs from before it was logged)"] and len(labels) == 4

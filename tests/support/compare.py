@@ -101,10 +101,12 @@ class SyntheticStore:
             update_extra_ms: float = 2.0, accuracy: float = 40.0, final_loss: float = 1.7, loader: str = "device",
             device_type: str = "cpu", device_name: str = "Test CPU", epochs: int = 5, threads: int = 2,
             smoke: bool = False, status: str = "FINISHED", studies: tuple[str, ...] = (),
-            variant: str | None = None, given_epochs: str | None = None) -> str:
+            variant: str | None = None, given_epochs: str | None = None, tf32: str | None = None) -> str:
         start = T0_MS + 60_000 * self.count
         self.count += 1
         params = config_params(k, seed, loader, device_type, device_name, epochs, threads, smoke)
+        if tf32 is not None:  # the resolved runtime's tf32_conv; None: a run from before gradacc logged it
+            params["tf32_conv"] = tf32
         if given_epochs is not None:  # as `mlflow run` logs it: given value, resolved one under _resolved
             params["epochs"], params["epochs_resolved"] = given_epochs, str(epochs)
         tags = {"mlflow.runName": f"{part}-k{k}" + ("-smoke" if smoke else ""), "gradacc.part": part,

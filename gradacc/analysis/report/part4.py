@@ -12,7 +12,7 @@ from gradacc.core.config import GRADIENT_BYTES
 SHOWN = ("NVLink 4", "InfiniBand NDR", "10 GbE")
 SHOWN_NS = (8, 64)
 DDP_MATCH_KEYS = ("device_type", "device_name", "loader", "epochs", "micro_batch", "train_size", "test_size", "lr",
-                  "momentum", "weight_decay", "smoke")  # threads differ by design: one per DDP worker
+                  "momentum", "weight_decay", "smoke", "tf32_conv")  # threads differ by design: one per DDP worker
 
 
 def matching_ddp(ddp_runs: pd.DataFrame | None, setting: dict) -> pd.DataFrame:
