@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from gradacc.cli.options import common_options, noise_option, system_metrics_option, variant_options
-from gradacc.cli.types import KList, StudyId, WholeNumber
+from gradacc.cli.types import KList, StudyId, WholeNumber, repeated
 from gradacc.core.config import DEFAULT_KS, build_protocol
 from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
 
@@ -88,9 +88,8 @@ def sweep(click_ctx, ks, parts, repeats, seeds_together, force, study, output, g
     if unknown or not chosen:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
-    if len(set(chosen)) < len(chosen):
-        raise click.BadParameter(f"{', '.join(sorted({p for p in chosen if chosen.count(p) > 1}))} listed more "
-                                 "than once", param_hint="--parts")
+    if repeated(chosen):
+        raise click.BadParameter(f"{', '.join(repeated(chosen))} listed more than once", param_hint="--parts")
     protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
                  for s in range(seed, seed + repeats) for k in ks]
     check_output_folder(Path(output))  # before the measurements, not after them

@@ -9,6 +9,12 @@ import click
 from gradacc.names import STUDY_ID_PATTERN, STUDY_ID_RULE
 
 
+def repeated(values) -> list:
+    """The values listed more than once, sorted: each configuration (a K, a part) runs once, so a repeat would
+    only be reported as reused."""
+    return sorted({v for v in values if values.count(v) > 1})
+
+
 class WholeNumber(click.ParamType):
     """An integer written as one (no '1.5', no 'abc'), at least `minimum`."""
 
@@ -88,9 +94,8 @@ class KList(click.ParamType):
         if not parts:
             self.fail("give at least one k", param, ctx)
         ks = tuple(WholeNumber(1).convert(p, param, ctx) for p in parts)
-        twice = sorted({k for k in ks if ks.count(k) > 1})
-        if twice:  # each configuration runs once: a repeat would only be reported as reused
-            self.fail(f"k={', '.join(map(str, twice))} listed more than once", param, ctx)
+        if repeated(ks):
+            self.fail(f"k={', '.join(map(str, repeated(ks)))} listed more than once", param, ctx)
         return ks
 
 
