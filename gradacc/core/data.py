@@ -1,6 +1,7 @@
 """CIFAR-10 on disk (official python layout) -> the protocol's uint8 subset, checked as it is read."""
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import os
@@ -64,13 +65,67 @@ def ensure_dataset(root: Path, download: bool = True) -> Path:
     return folder
 
 
+def _latin1(text: str, encoding: str = "latin1", *_) -> bytes:
+    """What a protocol-2 pickle of bytes calls (`_codecs.encode(text, 'latin1')`), with no other codec."""
+    if encoding not in ("latin1", "latin-1"):
+        raise Refused(f"_codecs.encode with the codec {encoding!r}")
+    return codecs.encode(text, "latin1")
+
+
+def _numpy_internal(name: str):
+    """numpy's unpickling helper `name`: numpy 2 keeps it in numpy._core, numpy 1 in numpy.core."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray, numeric
+    return getattr(multiarray if name == "_reconstruct" else numeric, name)
+
+
+# Every global a CIFAR-10 batch's pickle may name: the official files (numpy 1, protocol 2) name the first three;
+# batches numpy 2 writes name numpy._core (protocol 5: _frombuffer); protocol 2 from Python 3 adds _codecs.encode.
+# Nothing else is looked up, so a pickle that names os.system or any other callable is refused, never run.
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_internal("_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_internal("_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"): lambda: _numpy_internal("_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_internal("_frombuffer"),
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: _latin1,
+}
+
+
+class Refused(pickle.UnpicklingError):
+    """A batch's pickle names a global that a CIFAR-10 batch does not hold."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """pickle.Unpickler restricted to what a CIFAR-10 batch holds: dicts, lists, bytes, strings, numbers and numpy
+    arrays (ALLOWED_GLOBALS). A pickle runs code only through the globals it names; these are the only ones found."""
+
+    def find_class(self, module: str, name: str):
+        found = ALLOWED_GLOBALS.get((module, name))
+        if found is None:
+            raise Refused(f"{module}.{name}")
+        return found()
+
+
+def load_batch(path: Path):
+    """The object pickled in `path`, read by BatchUnpickler (bytes keys, as the official files were written)."""
+    with path.open("rb") as fh:
+        return BatchUnpickler(fh, encoding="bytes").load()
+
+
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One pickled batch -> (N, 32, 32, 3) uint8 images and (N,) int64 labels, structure checked."""
+    """One pickled batch -> (N, 32, 32, 3) uint8 images and (N,) int64 labels, structure checked. Read without
+    running code: a pickle that names anything but numpy's array and dtype rebuilders is refused."""
     if not path.is_file():
         raise DataError(f"data batch missing: {path}")
     try:
-        with path.open("rb") as fh:
-            entry = pickle.load(fh, encoding="bytes")
+        entry = load_batch(path)
+    except Refused as err:
+        raise DataError(f"data batch {path} is refused: its pickle calls {err}, which a CIFAR-10 batch never "
+                        "holds (batches are read by a restricted unpickler; nothing in it was run)") from None
     except Exception as err:
         raise DataError(f"data batch {path} is truncated or corrupt ({type(err).__name__})") from None
     if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
