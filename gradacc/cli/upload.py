@@ -16,8 +16,11 @@ def upload(path: Path, tracking_uri: str | None):
     """Upload the run saved in PATH (a folder printed by a run whose tracking store stopped answering), or every
     saved run under PATH (runs are saved under ./gradacc-unsent unless GRADACC_UNSENT_DIR says otherwise), and
     end each run with its saved status."""
-    from gradacc.tracking.offline import SavedRun, find_saved_runs, mark_uploaded
+    from gradacc.tracking.offline import UPLOADED, SavedRun, find_saved_runs, mark_uploaded
     from gradacc.tracking.upload import upload_saved_run
+    if path.name.endswith(UPLOADED):  # sent already: again would end the run a second time, and rename it twice
+        raise TrackingError(f"{path} was uploaded already (its name ends in {UPLOADED}); to send it again, rename "
+                            f"it without {UPLOADED} first")
     folders = find_saved_runs(path)
     if not folders:
         raise TrackingError(f"no saved run in {path} (a saved run is a folder holding run.json)")

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
 from gradacc.names import DEFAULT_EXPERIMENT_ID, EXPERIMENT_KIND, PART
+from gradacc.tracking.redact import redact
 from gradacc.tracking.store import bound_http_retries, describe, store_lock
 
 NAME_ENV, ID_ENV = "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"
@@ -40,7 +41,7 @@ def _found(c: MlflowClient, ref: str | None, create: bool):
     if exp is None and create and not str(ref).isdigit():
         return c.get_experiment(_create(c, str(ref)))
     if exp is None:
-        raise TrackingError(f"no experiment {ref!r} in the tracking store {mlflow.get_tracking_uri()} "
+        raise TrackingError(f"no experiment {ref!r} in the tracking store {redact(mlflow.get_tracking_uri())} "
                             f"({HOW_TO_CHOOSE})")
     return exp
 
@@ -86,7 +87,7 @@ def resolve_experiments(experiment: str | Sequence[str] | None = None, create: b
     except GradaccError:
         raise
     except Exception as err:
-        raise TrackingError(f"tracking store {uri} is not usable: {describe(err)}") from None
+        raise TrackingError(f"tracking store {redact(uri)} is not usable: {describe(err, uri)}") from None
 
 
 def experiment_id(name: str | None) -> str:

@@ -3,9 +3,11 @@
 A saved run is a folder `<root>/<run id>/` holding `run.json` (what the store was to receive: params, tags,
 metric points, dataset inputs, the final status) and `artifacts/` (the files, as they would be logged).
 `gradacc upload` writes it into the run later (tracking.upload_saved_run). This module knows the format only,
-not MLflow."""
+not MLflow. A saved run is private to its owner (folders 0700, files 0600): its files may be unpublished results,
+and its URI is saved with any password replaced by *** (tracking/redact.py)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +19,25 @@ ROOT_ENV = "GRADACC_UNSENT_DIR"
 DEFAULT_ROOT = "gradacc-unsent"
 RUN_FILE = "run.json"
 ARTIFACTS = "artifacts"
+UPLOADED = ".uploaded"
+FOLDER_MODE, FILE_MODE = 0o700, 0o600
+
+
+def private_folder(path: Path) -> None:
+    """`path` and its missing parents made 0700 (an existing folder of the user's keeps its mode)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    for made in missing:
+        os.chmod(made, FOLDER_MODE)  # mkdir's mode is narrowed by the umask only; parents= ignores it
+
+
+def make_private(root: Path) -> None:
+    """Everything under `root` (copied in with the source's modes) made 0700 / 0600."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), FOLDER_MODE)
+        for name in files:
+            os.chmod(os.path.join(folder, name), FILE_MODE)
 
 
 def saved_root() -> Path:
@@ -45,7 +66,7 @@ class SavedRun:
     def create(cls, run_id: str, experiment_id: str, tracking_uri: str, reason: str,
                root: Path | None = None) -> "SavedRun":
         folder = (root or saved_root()) / run_id
-        (folder / ARTIFACTS).mkdir(parents=True, exist_ok=True)
+        private_folder(folder / ARTIFACTS)
         saved = cls(folder, run_id, experiment_id, tracking_uri, reason)
         saved.save()
         return saved
@@ -60,7 +81,10 @@ class SavedRun:
         data = asdict(self)
         del data["folder"]
         tmp = self.folder / (RUN_FILE + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # one an interrupt left behind: os.open's mode applies to a new file only
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=1))
         os.replace(tmp, self.folder / RUN_FILE)
 
     def add_params(self, given: dict[str, str], resolved: dict[str, str]) -> None:
@@ -82,6 +106,7 @@ class SavedRun:
 
     def add_artifacts(self, source: Path) -> None:
         shutil.copytree(source, self.folder / ARTIFACTS, dirs_exist_ok=True)
+        make_private(self.folder / ARTIFACTS)
 
     def end(self, status: str) -> None:
         self.status, self.end_time = status, int(time.time() * 1000)
@@ -98,12 +123,12 @@ def find_saved_runs(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         return []
-    return sorted(p for p in path.iterdir() if (p / RUN_FILE).is_file() and not p.name.endswith(".uploaded"))
+    return sorted(p for p in path.iterdir() if (p / RUN_FILE).is_file() and not p.name.endswith(UPLOADED))
 
 
 def mark_uploaded(folder: Path) -> Path:
     """Renamed, not deleted: the user can check the store and remove it; upload skips `*.uploaded`."""
-    target = folder.with_name(folder.name + ".uploaded")
+    target = folder.with_name(folder.name + UPLOADED)
     if target.exists():
         shutil.rmtree(target)
     folder.rename(target)

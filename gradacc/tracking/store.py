@@ -9,6 +9,7 @@ import re
 from contextlib import contextmanager
 
 from gradacc.core.errors import TrackingError
+from gradacc.tracking.redact import redact, uri_user
 
 # MLflow retries a failed HTTP request 7 times (backoff factor 2) and waits up to 120 s for each answer: a dead
 # server would stall every write for minutes. These defaults, used where the user has not set their own, give
@@ -52,9 +53,14 @@ REFUSED = re.compile(r"endpoint (\S+) failed with error code (40[13]) != 200|^(4
 CREDENTIALS = "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
 
 
-def describe(err: Exception) -> str:
-    """One line for a store error; a refused or timed-out connection as just that, not urllib3's long story; a
-    server that refuses the credentials or the permission (basic authentication) as what to check."""
+def describe(err: Exception, uri: str | None = None) -> str:
+    """One line for a store error of the store at `uri` (default $MLFLOW_TRACKING_URI); a refused or timed-out
+    connection as just that, not urllib3's long story; a server that refuses the credentials or the permission
+    (basic authentication) as what to check. A password inside a URI is never in the line (redact)."""
+    return redact(_described(err, uri or os.environ.get("MLFLOW_TRACKING_URI")))
+
+
+def _described(err: Exception, uri: str | None) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     if "database is locked" in str(err):  # its first line is often SQLAlchemy's note on autoflush
         return "sqlite store stayed locked by another writer past the busy timeout (database is locked)"
@@ -65,7 +71,7 @@ def describe(err: Exception) -> str:
         return f"no answer after {os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES')} retries ({cause.group(0)}{waited})"
     refused = REFUSED.search(text)
     if refused:
-        return _refusal(refused.group(2) or refused.group(3), refused.group(1))
+        return _refusal(refused.group(2) or refused.group(3), refused.group(1), uri)
     scheme = re.search(r"unsupported URI '([^']*)'.*Supported URI schemes are: (\[[^]]*\])", text)
     if scheme:  # MLflow words it as a model-registry problem; for gradacc it is the tracking URI that is wrong
         return f"unsupported URI {scheme.group(1)!r}; MLflow knows the schemes {scheme.group(2)}"
@@ -84,8 +90,12 @@ def _given_user() -> str | None:
     return config.get("mlflow", "mlflow_tracking_username", fallback=None)
 
 
-def _refusal(status: str, endpoint: str | None) -> str:
-    user = _given_user()
+def _refusal(status: str, endpoint: str | None, uri: str | None = None) -> str:
+    in_uri = uri_user(uri)
+    if status == "401" and in_uri:  # requests sends a URI's user and password over MLflow's variables
+        return (f"tracking server refused the credentials in the tracking URI (HTTP 401): check user {in_uri!r} "
+                f"and the password written in {redact(uri)}")
+    user = in_uri or _given_user()
     if status == "401" and not user:
         return f"tracking server asks for credentials (HTTP 401): set {CREDENTIALS}"
     if status == "401":
