@@ -27,6 +27,7 @@ CONFIG = "gradacc.config"
 VARIANT = "gradacc.variant"
 NOISE_SCALE = "gradacc.noise_scale"  # measured | off | unavailable: why
 FAILURE = "gradacc.failure"
+HOST, PID = "gradacc.host", "gradacc.pid"  # who writes the run: a RUNNING run whose process is gone is an orphan
 BACKEND = "gradacc.backend"
 RANK = "gradacc.rank"  # a sweep spread over several processes (torchrun): the rank that made the run
 WORLD_SIZE = "gradacc.world_size"  # ... and how many processes the sweep was spread over

@@ -42,6 +42,8 @@ def _on_signal(signum, frame):
 
 
 def _fail(message: str, code: int, argv: list[str]) -> None:
+    from gradacc.tracking.redact import redact  # a password in a URI is never printed, whichever error holds it
+    message = redact(message)
     click.echo(f"gradacc: error: {message}", err=True)
     if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: its run keeps the reason
         from gradacc.tracking.runs import note_launcher_failure
@@ -51,8 +53,22 @@ def _fail(message: str, code: int, argv: list[str]) -> None:
     sys.exit(code)
 
 
+def _what_was_kept() -> str:
+    """After a signal: what became of this command's runs (tracking/runs.py OPENED and KILLED)."""
+    runs = sys.modules.get("gradacc.tracking.runs")
+    if runs is not None and runs.KILLED:
+        return "; what was measured is logged, the run ends KILLED"
+    if runs is not None and runs.OPENED:
+        return " once its runs were measured in full and logged: they ended FINISHED"
+    return " before any run began: nothing was measured or logged"
+
+
 def main(argv=None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
+    runs = sys.modules.get("gradacc.tracking.runs")
+    if runs is not None:  # an earlier call in this process (tests) opened runs of its own
+        runs.OPENED.clear()
+        runs.KILLED.clear()
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     args = list(sys.argv[1:] if argv is None else argv)
@@ -68,9 +84,7 @@ def main(argv=None) -> None:
         _fail(err.format_message() if isinstance(err, click.ClickException) else str(err), 1, args)
     except (KeyboardInterrupt, click.Abort) as err:
         # click turns any KeyboardInterrupt (Terminated included) into Abort, keeping it as __context__.
-        if isinstance(err, Terminated) or isinstance(err.__context__, Terminated):
-            click.echo("gradacc: terminated; what was measured is logged, the run ends KILLED", err=True)
-            sys.exit(143)
-        click.echo("gradacc: interrupted; what was measured is logged, the run ends KILLED", err=True)
-        sys.exit(130)
+        terminated = isinstance(err, Terminated) or isinstance(err.__context__, Terminated)
+        click.echo(f"gradacc: {'terminated' if terminated else 'interrupted'}{_what_was_kept()}", err=True)
+        sys.exit(143 if terminated else 130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -36,7 +36,9 @@ from gradacc.parts.micro import run_micro
 from gradacc.parts.together import run_together
 from gradacc.parts.update import run_update_part
 from gradacc.study.console import progress_bar, say
+from gradacc.study.deferred import signals_held
 from gradacc.tracking.datasets import subset_record
+from gradacc.tracking.orphans import missing_plot
 from gradacc.tracking.runs import TrackedRun, print_link, series_csv, tracked_run
 
 RUNNERS = {"micro": run_micro, "update": run_update_part, "converge": run_converge}
@@ -100,15 +102,35 @@ def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Conte
     plots_later.append(lambda: run.log_files({}, writers=[plot]))
 
 
+def plot_if_missing(run_id: str, exp_id: str, part: str) -> bool:
+    """Draws and logs the plot of a finished run that lacks it (its process was killed before a sweep drew the plots
+    it had put off), from the series the run logged; True if it drew one."""
+    found = missing_plot(run_id, part)
+    if found is None:
+        return False
+    name, device_name, series = found
+    total = len(series.get("update_time_s", ([], []))[0])
+
+    def plot(root):
+        plot_run(f"{name} on {device_name}", series, root / "plots" / f"{part}.png",
+                 window=middle_bounds(total) if total else None)
+
+    with signals_held():
+        TrackedRun(run_id, exp_id).log_files({}, writers=[plot])
+    return True
+
+
 def draw_plots(plots_later: list) -> None:
     """The plots a sweep put off (write_result), each logged to its run, which has ended by now; a plot that
-    cannot be drawn or logged costs one line, not the study (its series are logged as CSV already)."""
-    for draw in plots_later:
-        try:
-            draw()
-        except Exception as err:  # noqa: BLE001 - derived from what is logged; the sweep goes on
-            say(f"a run's plot could not be drawn or logged: {type(err).__name__}: {err}".splitlines()[0])
-    plots_later.clear()
+    cannot be drawn or logged costs one line, not the study (its series are logged as CSV already). A signal
+    waits until they are all logged: each belongs to a run that has ended already."""
+    with signals_held():
+        for draw in plots_later:
+            try:
+                draw()
+            except Exception as err:  # noqa: BLE001 - derived from what is logged; the sweep goes on
+                say(f"a run's plot could not be drawn or logged: {type(err).__name__}: {err}".splitlines()[0])
+        plots_later.clear()
 
 
 def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **protocol_args) -> dict[str, str]:
@@ -159,7 +181,7 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
     where a process that may be killed outright says which runs someone else must end if it is."""
     results = [Result(p.part) for p in planned]
     stopped: list[BaseException | None] = [None] * len(planned)
-    with contextlib.ExitStack() as runs_open:
+    with contextlib.ExitStack() as held, contextlib.ExitStack() as runs_open:  # held: exits after the runs end
         runs = [runs_open.enter_context(tracked_run(p.name, p.tags, experiment, parent_run_id, measures=True))
                 for p in planned]
         if started is not None:
@@ -175,6 +197,7 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
         try:
             with progress_bar(length, planned[0].name) as advance:
                 stopped = measure(results, advance)
+            held.enter_context(signals_held())  # measured in full: a signal waits until it is all logged
             finished = True
         except Diverged as err:
             for run in runs:
@@ -193,8 +216,9 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
         for p, result in zip(planned, results):
             label = p.name + (f" seed {p.protocol.seed}" if len(planned) > 1 else "")
             say(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summaries.items()))
-    for run in runs:
-        print_link(run.experiment_id, run.run_id)
+        runs_open.close()  # the runs end (FINISHED where measured in full), then their links; then a held signal
+        for run in runs:
+            print_link(run.experiment_id, run.run_id)
     failed = [f"{p.name} seed {p.protocol.seed}: {error}" for p, error in zip(planned, stopped) if error]
     if failed:
         raise Diverged("; ".join(failed) + (f" (the other {len(planned) - len(failed)} runs finished)"

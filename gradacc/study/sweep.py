@@ -18,7 +18,8 @@ from gradacc.core.errors import ConfigError, GradaccError
 from gradacc.names import NOTE, STUDY, SWEEP, WORLD_SIZE, part_tags, run_name, study_tags
 from gradacc.parts.context import Context
 from gradacc.study.console import say
-from gradacc.study.run import config_key, draw_plots, execute, execute_together, subset_inputs
+from gradacc.study.run import config_key, draw_plots, execute, execute_together, plot_if_missing, subset_inputs
+from gradacc.tracking.orphans import end_orphans
 from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, one_line, print_link, tracked_run
 
 # options of the parent, not of its children
@@ -131,6 +132,8 @@ def reuse(config: Config, ctx: Context, exp_id: str, study: str, timed: bool = T
         if previous:
             add_tags(previous, study_tags(study))
             say(f"{config.label}: reusing finished run {previous}")
+            if plot_if_missing(previous, exp_id, config.part):  # its sweep was killed before it drew the plots
+                say(f"{config.label}: drew the plot run {previous} lacked")
             return previous
     return None
 
@@ -226,6 +229,10 @@ def sweep_parent(protocols: list[Protocol], parts: list[str], given: dict[str, s
     smoke = any(p.smoke for p in protocols)
     tags = {**part_tags(SWEEP, smoke), **study_tags(study), **({WORLD_SIZE: str(world)} if world > 1 else {})}
     with tracked_run(SWEEP + ("-smoke" if smoke else ""), tags, experiment) as parent:
+        ended = end_orphans(study, f"the sweep that resumed study {study} (run {parent.run_id})")
+        if ended:
+            say(f"sweep: study {study}: ended KILLED {len(ended)} run(s) left RUNNING by a process that no longer "
+                f"exists: {', '.join(ended)}")
         parent.log_params(given, ctx.params())
         parent.log_inputs(subset_inputs(protocols[0], ctx, parts))
         yield parent

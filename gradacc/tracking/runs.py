@@ -3,6 +3,7 @@ whose store stops answering goes on into a local copy (tracking/offline.py)."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -15,21 +16,26 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
-from gradacc.names import CONFIG, FAILURE, PART, SCHEMA, SCHEMA_VERSION, STUDY
+from gradacc.names import CONFIG, FAILURE, HOST, PART, PID, SCHEMA, SCHEMA_VERSION, STUDY
 from gradacc.tracking.context import context_tags
 from gradacc.tracking.datasets import log_dataset_inputs
 from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
+from gradacc.tracking.redact import quiet_mlflow_links, redact
 from gradacc.tracking.store import bound_http_retries, describe, sqlite_path, wait_on_sqlite_locks
 from gradacc.tracking.system_metrics import monitoring, switched_on
 
 UI_ADDRESS = "http://127.0.0.1:5000"
+# The runs this process opened and those an interrupt ended KILLED: what the CLI's last line says after a signal
+OPENED: list[str] = []
+KILLED: list[str] = []
 METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 PARAMS_PER_BATCH = 100
 
 
 def client(tracking_uri: str | None = None) -> MlflowClient:
     bound_http_retries()
+    quiet_mlflow_links(tracking_uri or mlflow.get_tracking_uri())
     return MlflowClient(tracking_uri)
 
 
@@ -39,8 +45,8 @@ def launcher_run_id() -> str | None:
 
 
 def runs_link(exp_id: str, run_id: str | None = None) -> str:
-    """Where the MLflow 3 UI shows the runs table (or one run) of an experiment."""
-    uri = mlflow.get_tracking_uri()
+    """Where the MLflow 3 UI shows the runs table (or one run) of an experiment (a password in the URI: ***)."""
+    uri = redact(mlflow.get_tracking_uri())
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
     return f"{base}/#/experiments/{exp_id}/runs" + (f"/{run_id}" if run_id else "")
 
@@ -84,11 +90,11 @@ class TrackedRun:
                 call()
                 return
             except Exception as err:  # whatever the cause, what was measured must not be lost
+                uri = mlflow.get_tracking_uri()
                 try:
-                    self.saved = SavedRun.create(self.run_id, self.experiment_id, mlflow.get_tracking_uri(),
-                                                 describe(err))
+                    self.saved = SavedRun.create(self.run_id, self.experiment_id, redact(uri), describe(err, uri))
                 except OSError as local:
-                    raise TrackingError(f"tracking store {mlflow.get_tracking_uri()} failed ({describe(err)}) "
+                    raise TrackingError(f"tracking store {redact(uri)} failed ({describe(err, uri)}) "
                                         f"and run {self.run_id} could not be saved locally either: "
                                         f"{local.strerror or local} ({local.filename}); set {ROOT_ENV}") from None
         save(self.saved)
@@ -158,8 +164,8 @@ def store_errors(what: str, uri: str | None = None):
     except GradaccError:
         raise
     except Exception as err:
-        raise TrackingError(f"{what} failed (tracking store {uri or mlflow.get_tracking_uri()}): "
-                            f"{describe(err)}") from None
+        uri = uri or mlflow.get_tracking_uri()
+        raise TrackingError(f"{what} failed (tracking store {redact(uri)}): {describe(err, uri)}") from None
 
 
 def find_finished_run(exp_id: str, config_key: str) -> str | None:
@@ -243,7 +249,8 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
     exp_id = experiment_id(exp_name)
     c = client()
     own = launcher_run_id() if parent_run_id is None else None
-    all_tags = dict(tags, **{"mlflow.runName": run_name, SCHEMA: SCHEMA_VERSION})
+    all_tags = dict(tags, **{"mlflow.runName": run_name, SCHEMA: SCHEMA_VERSION,
+                             HOST: platform.node(), PID: str(os.getpid())})  # an orphan is told by these
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     if own:
@@ -253,12 +260,14 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
         with store_errors(f"creating run {run_name}"):
             run_id = c.create_run(exp_id, run_name=run_name).info.run_id
     run = TrackedRun(run_id, exp_id)
+    OPENED.append(run_id)
     run.set_tags(all_tags)
     try:
         with monitoring(run_id, measures and switched_on(), store_answers=lambda: run.saved is None):
             yield run
     except KeyboardInterrupt:
         run.end("KILLED")
+        KILLED.append(run_id)
         raise
     except BaseException as err:
         if isinstance(err, GradaccError) and run.status is None:  # the reason, where the UI and load_runs show it
@@ -269,7 +278,7 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
 
 
 def one_line(err: BaseException) -> str:
-    text = str(err).strip()
+    text = redact(str(err)).strip()
     return text.splitlines()[0][:4000] if text else type(err).__name__
 
 

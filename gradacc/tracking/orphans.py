@@ -1,0 +1,69 @@
+"""Runs left behind by a process that no longer exists (SIGKILL, an out-of-memory kill, a preempted machine): every
+run carries its host and process id (tags gradacc.host, gradacc.pid), so that a later sweep of the same study can
+tell them from runs still being written, end them KILLED and say why; and the plot a reused run never got."""
+from __future__ import annotations
+
+import os
+import platform
+
+from mlflow.entities import RunTag
+
+from gradacc.names import FAILURE, HOST, PID, SERIES, STUDY
+from gradacc.tracking.runs import client, store_errors
+
+
+def process_gone(tags: dict[str, str]) -> bool:
+    """True only where the run's writer ran on this host and its process id is free now; a run of another host,
+    or of an older gradacc (no tags), cannot be judged here and is left as it is."""
+    if tags.get(HOST) != platform.node() or not tags.get(PID, "").isdigit():
+        return False
+    try:
+        os.kill(int(tags[PID]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def orphans(study: str) -> list:
+    """The runs of `study` still RUNNING whose process no longer exists."""
+    c = client()
+    with store_errors(f"looking for runs of study {study} left RUNNING"):
+        exp_ids = [e.experiment_id for e in c.search_experiments()]
+        left = c.search_runs(exp_ids, f"tags.`{STUDY}.{study}` = '1' and attributes.status = 'RUNNING'") \
+            if exp_ids else []
+    return [run for run in left if process_gone(run.data.tags)]
+
+
+def end_orphans(study: str, by: str) -> list[str]:
+    """Ends KILLED every orphan of `study` (see `orphans`), with gradacc.failure saying whose process was gone and
+    who ended it; returns their names."""
+    found = orphans(study)
+    c = client()
+    with store_errors(f"ending the runs of study {study} left RUNNING"):
+        for run in found:
+            tags = run.data.tags
+            reason = (f"left RUNNING by process {tags[PID]} on {tags[HOST]}, which no longer exists (killed outright: "
+                      f"SIGKILL, out of memory, a lost machine); ended KILLED by {by}; what it logged is all it has")
+            c.log_batch(run.info.run_id, tags=[RunTag(FAILURE, reason)])
+            c.set_terminated(run.info.run_id, status="KILLED")
+    return [run.info.run_name for run in found]
+
+
+def missing_plot(run_id: str, part: str) -> tuple[str, str, dict] | None:
+    """(run name, device name, series) of a run that has no `plots/<part>.png`, to draw it from its logged series;
+    None when it has one or has no series."""
+    c = client()
+    with store_errors(f"checking the plot of run {run_id}"):
+        if any(f.path == f"plots/{part}.png" for f in c.list_artifacts(run_id, "plots")):
+            return None
+        run = c.get_run(run_id)
+        series = {}
+        for key in SERIES.get(part, ()):
+            if key in run.data.metrics:
+                points = sorted((m.step, m.value) for m in c.get_metric_history(run_id, key))
+                series[key] = ([s for s, _ in points], [v for _, v in points])
+    if not series:
+        return None
+    return run.info.run_name, run.data.params.get("device_name", "?"), series
