@@ -45,6 +45,7 @@ class Section:
     label: str = ""
     slug: str = ""
     ddp: pd.DataFrame = field(default_factory=pd.DataFrame)  # real DDP runs of this setting (Part 4)
+    repeats: list[str] = field(default_factory=list)  # where one seed has several runs: which one is taken
 
 
 def _plain(value):
@@ -58,8 +59,8 @@ def setting_of(row) -> tuple:
     return tuple(_plain(row.get(key)) for key in CONFIG_KEYS)
 
 
-def select_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """FINISHED runs of the measuring parts with a K; where a seed repeats in a group, the newest run."""
+def _finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """FINISHED runs of the measuring parts with a K, each with its `setting`, newest first."""
     ok = runs["part"].isin(PARTS) & (runs["status"] == "FINISHED") & runs["k"].notna()
     chosen = runs[ok].copy()
     for key in CONFIG_KEYS:
@@ -67,9 +68,41 @@ def select_runs(runs: pd.DataFrame) -> pd.DataFrame:
             chosen[key] = None
     chosen["setting"] = [setting_of(row) for row in chosen[list(CONFIG_KEYS)].to_dict("records")]
     chosen["k"] = chosen["k"].astype(int)
-    chosen = chosen.sort_values("start_time", ascending=False, kind="stable")
-    chosen = chosen.drop_duplicates(["setting", "part", "k", "seed"], keep="first")
+    return chosen.sort_values("start_time", ascending=False, kind="stable")
+
+
+def select_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """FINISHED runs of the measuring parts with a K; where a seed repeats in a group, the newest run."""
+    chosen = _finished(runs).drop_duplicates(["setting", "part", "k", "seed"], keep="first")
     return chosen.sort_values(["k", "part", "seed"], kind="stable").reset_index(drop=True)
+
+
+# What a repeated run of one seed is shown by, where compare takes one of several.
+HEADLINE = {"micro": ("micro_iter_ms_mean", " ms"), "update": ("update_time_s_mean", " s"),
+            "converge": ("test_accuracy", "%")}
+
+
+def repeat_lines(runs: pd.DataFrame) -> dict[tuple, list[str]]:
+    """Per setting, a line for each part, K and seed with several finished runs: which one the comparison takes
+    (the newest) and what the others measured, so that a left-out run is seen rather than silently dropped."""
+    lines: dict[tuple, list[str]] = {}
+    finished = _finished(runs) if len(runs) else runs
+    if not len(finished):
+        return lines
+    for (setting, part, k, seed), group in finished.groupby(["setting", "part", "k", "seed"], sort=True,
+                                                            dropna=False):
+        if len(group) < 2:
+            continue
+        metric, unit = HEADLINE[part]
+        values = group[metric] if metric in group.columns else pd.Series([float("nan")] * len(group))
+        shown = [f"{_number(metric, v)}{unit}" if pd.notna(v) else "-" for v in values]
+        seed_text = "" if pd.isna(seed) else f", seed {int(seed)}"
+        lines.setdefault(setting, []).append(
+            f"{part} K={int(k)}{seed_text}: {len(group)} finished runs ({', '.join(shown)}, newest first); the "
+            f"newest, started {group['start_time'].iloc[0]:%Y-%m-%d %H:%M} UTC, is taken, not their mean: runs of one "
+            "seed are not independent repeats (a seed's training is the same each time), and the newest comes from "
+            "the latest code")
+    return lines
 
 
 def _first(values: pd.Series):
@@ -125,17 +158,22 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def missing_lines(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PARTS) -> list[str]:
-    """'no update runs for K=8' for each part that lacks some K of the setting or of the expected list."""
+def missing_lines(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PARTS, scoped: bool = False) -> list[str]:
+    """'no update runs for K=8' for each part that lacks some K of the setting or of the expected list; `scoped`
+    (a comparison of several settings) adds 'in this setting', so that the line is not read against another
+    setting's table."""
     all_ks = sorted({int(k) for k in runs["k"]} | {int(k) for k in expected_ks})
+    where = " in this setting" if scoped else ""
     lines = []
     for part in expected_parts:
         have = {int(k) for k in runs.loc[runs["part"] == part, "k"]}
         if part == "update":  # converge runs that timed their updates stand in for update runs
             have |= {int(k) for k in runs.loc[timed_converge(runs), "k"]}
         lacking = [k for k in all_ks if k not in have]
-        if lacking:
-            lines.append(f"no {part} runs for K={', '.join(map(str, lacking))}")
+        if not have:  # K values listed here would read as if the other settings' tables lacked them too
+            lines.append(f"no {part} runs in this setting")
+        elif lacking:
+            lines.append(f"no {part} runs for K={', '.join(map(str, lacking))}{where}")
     return lines
 
 
@@ -184,12 +222,14 @@ def build_sections(runs: pd.DataFrame, expected_ks=DEFAULT_KS, expected_parts=PA
     if not len(selected):
         raise CompareError(f"no finished {', '.join(expected_parts)} runs to compare{' ' + where if where else ''}")
     sections = []
+    repeats = repeat_lines(runs)
+    scoped = selected["setting"].nunique() > 1
     for setting, group in selected.groupby("setting", sort=False):
         named = dict(zip(CONFIG_KEYS, setting))
         group = group.drop(columns="setting").reset_index(drop=True)
         sections.append(Section(named, group, summary_table(group), missing_lines(group, expected_ks,
-                                                                                   expected_parts),
-                                describe_setting(named), _slug(named)))
+                                                                                   expected_parts, scoped),
+                                describe_setting(named), _slug(named), repeats=repeats.get(setting, [])))
     sections.sort(key=lambda s: (-len(s.runs), -s.runs["start_time"].max().value))
     seen: dict[str, int] = {}
     for section in sections:  # distinct folder names even where two settings share device and loader
@@ -269,7 +309,7 @@ def table_text(section: Section) -> str:
 def notes(section: Section) -> list[str]:
     """What lacks, and what '±' means where some K has several runs."""
     repeated = any((section.table[f"{part}_n"] > 1).any() for part in PARTS if f"{part}_n" in section.table)
-    return section.missing + ([CI_NOTE] if repeated else [])
+    return section.missing + section.repeats + ([CI_NOTE] if repeated else [])
 
 
 def tables_markdown(sections: list[Section], title: str = "Summary") -> str:

@@ -100,14 +100,17 @@ def test_table_values_order_and_repeats(sections, study):
     assert table.loc[8, "update_n"] == 0 and math.isnan(table.loc[8, "update_time_s_mean"])
     chosen = set(sections[0].runs["run_id"])
     assert ids["repeat"] in chosen and ids["micro", 4, 42] not in chosen
+    (repeat,) = sections[0].repeats  # the left-out run is named, not silently dropped
+    assert repeat.startswith("micro K=4, seed 42: 2 finished runs (130.0 ms, 100.0 ms, newest first); the newest")
     assert not {ids["failed"], ids["smoke"], ids["outside"], ids["sweep"]} & chosen
 
 
 def test_missing_k_and_parts_reported(sections):
     device, tv = sections
-    assert device.missing == ["no update runs for K=8"]
-    assert "no micro runs for K=1, 2, 4, 8, 16" in tv.missing and "no update runs for K=2, 4, 16" in tv.missing
-    assert "- no update runs for K=8" in tables_markdown(sections)
+    assert device.missing == ["no update runs for K=8 in this setting"]  # two settings: each line says whose
+    assert tv.missing == ["no micro runs in this setting", "no update runs for K=2, 4, 16 in this setting",
+                          "no converge runs in this setting"]
+    assert "- no update runs for K=8 in this setting" in tables_markdown(sections)
 
 
 def test_renderings(sections):
@@ -141,6 +144,7 @@ def test_plots_and_report(sections, study, tmp_path):
     assert ids["failed"] not in page and ids["smoke"] not in page and ids["micro", 4, 42] not in page
     assert "Test CPU (cpu), loader device" in page and "Test CPU (cpu), loader torchvision" in page
     assert "no update runs for K=8" in page and "Part 4: what real synchronous SGD adds" in page
+    assert page.count("How the intervals are read") == 1 and "micro K=4, seed 42: 2 finished runs" in page
 
 
 def test_run_compare_writes_and_logs(study, tmp_path, capsys):

@@ -157,13 +157,14 @@ class SyntheticStore:
         return ids
 
 
-def runs_frame(micro=None, update=None, accuracy=None, loss=None, seeds=(42,)) -> pd.DataFrame:
-    """Typed runs as load_runs returns them: {k: value} per metric, one run per (part, K, seed)."""
+def runs_frame(micro=None, update=None, accuracy=None, loss=None, seeds=(42,), **setting) -> pd.DataFrame:
+    """Typed runs as load_runs returns them: {k: value} per metric, one run per (part, K, seed); `setting`
+    overrides the protocol's columns (device_type="cuda", lr=0.05, lr_scaling="linear", ...) on every run."""
     base = {"status": "FINISHED", "variant": "protocol", "smoke": False, "cuda_graphs": False, "device_type": "cpu",
             "device_name": "CPU", "torch_threads": 2, "loader": "device", "epochs": 5, "micro_batch": 64,
             "train_size": 10240, "test_size": 2048, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
             "eval_batch": 256, "warmup_micro_iters": 20, "timed_micro_iters": 80, "code_version": "x",
-            "studies": ()}
+            "studies": ()} | setting
     rows = []
     for seed in seeds:
         for part, values in (("micro", micro), ("update", update), ("converge", accuracy)):

@@ -103,8 +103,18 @@ def plot_throughput(table: pd.DataFrame, subtitle: str, path: Path) -> Path | No
     return finish(fig, ax, "Part 2: throughput vs effective batch", subtitle, path)
 
 
+def window_label(table: pd.DataFrame) -> str:
+    """What the measured update time averages: the middle 60% of the U updates, or all of them where U < 5 leaves
+    nothing to trim (core/timing.middle_window drops U//5 at each end)."""
+    updates = table.loc[table["update_time_s_mean"].notna(), "total_updates"].dropna().astype(int)
+    untrimmed = sorted({u for u in updates if u // 5 == 0})
+    if untrimmed and len(untrimmed) == updates.nunique():
+        return f"measured update, all U={', '.join(map(str, untrimmed))} (too few to trim)"
+    return "measured update, middle 60%" + (" (all updates where U < 5)" if untrimmed else "")
+
+
 def plot_update_time(table: pd.DataFrame, subtitle: str, path: Path) -> Path | None:
-    drawn = _points_with_bars(table, "k", "update_time_s_mean", "update", "measured update, middle 60%", "tab:blue")
+    drawn = _points_with_bars(table, "k", "update_time_s_mean", "update", window_label(table), "tab:blue")
     if drawn is None:
         return None
     fig, ax, _rows = drawn

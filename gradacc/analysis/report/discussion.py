@@ -4,16 +4,16 @@ from __future__ import annotations
 import pandas as pd
 
 from gradacc.analysis.compare import Section, curves
+from gradacc.analysis.report.claims import RESOLVED, claim_sentences, steps, trend
 from gradacc.analysis.report.noise import noise_sentences
 from gradacc.analysis.report.part4 import part4_numbers
 from gradacc.analysis.text import short
-from gradacc.analysis.uncertainty import ordering_claim
+from gradacc.analysis.uncertainty import TYPICAL_ACCURACY_SD
 from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
 
-FLAT_PCT = 10.0  # a micro-iteration spread across K below this share of the mean is called flat
 TRACK_PCT = 15.0  # an update time within this share of 'K x micro + step' is said to track it
-SAME_PCT = 5.0  # throughput ratios within this share of 1 are 'about the same'
 NOTE_PCT = 2.0  # a mean gap to 'K x micro + step' below this is not worth explaining
+ACCURACY_SD_SOURCE = "the middle of the stds of 1.1-2.9 points between two seeds on an H100, docs/results.md"
 
 
 def _pct(value: float, sign: bool = True) -> str:
@@ -22,25 +22,8 @@ def _pct(value: float, sign: bool = True) -> str:
     return (text if abs(value) < 10 else text.split(".")[0]) + "%"
 
 
-def _trend(values: list[float]) -> str:
-    pairs = list(zip(values, values[1:]))
-    if pairs and all(b > a for a, b in pairs):
-        return "rises"
-    if pairs and all(b < a for a, b in pairs):
-        return "falls"
-    return "mixed"
-
-
-def _order(rows: pd.DataFrame, metric: str, unit: str = "", descending: bool = False) -> str:
-    ranked = rows.sort_values(metric, ascending=not descending, kind="stable")
-    return (" > " if descending else " < ").join(
-        f"K={int(r.k)} ({short(getattr(r, metric))}{unit})" for r in ranked.itertuples())
-
-
-def _claim(rows: pd.DataFrame, metric: str, label: str, unit: str, part: str) -> list[str]:
-    """Whether the repeats resolve the K-to-K steps of `metric` (gradacc/analysis/uncertainty.py)."""
-    text = ordering_claim(rows, metric, label, unit, f"{part}_n", "seed" if part == "converge" else "run")
-    return [text] if text else []
+def _percent(value: float) -> str:
+    return f"{value:.1f}%"
 
 
 def part1(table: pd.DataFrame) -> list[str]:
@@ -57,28 +40,18 @@ def part1(table: pd.DataFrame) -> list[str]:
         return [f"Only K={ks[0]} was measured: {short(ms[0])} ms per micro-iteration; no spread across K to judge."] \
             + within
     spread = (max(ms) - min(ms)) / mean * 100
-    change = (ms[-1] / ms[0] - 1) * 100
-    trend = _trend(ms)
-    span = f"{short(min(ms))}-{short(max(ms))} ms over K={ks[0]}..{ks[-1]}, a spread of {spread:.1f}% of the mean " \
-           f"({short(mean)} ms)"
     adding = f"{(1 - 1 / ks[0]) * 100:.0f}% at K={ks[0]} to {(1 - 1 / ks[-1]) * 100:.0f}% at K={ks[-1]}"
-    if spread <= FLAT_PCT:
-        claim = (f"The micro-iteration time is flat across K within {spread:.1f}% ({span}; flat means within "
-                 f"{FLAT_PCT:g}%). As the protocol predicts: a micro-iteration is the same forward and backward "
-                 "pass over 64 images for every K; K only sets how often the optimizer steps.")
-    elif trend in ("rises", "falls"):
-        verb = "grows" if trend == "rises" else "shrinks"
-        claim = (f"The micro-iteration time {verb} by {abs(change):.0f}% from K={ks[0]} to K={ks[-1]} ({span}). "
-                 "The forward and backward pass are the same for every K; the one K-dependent piece inside the "
-                 "timer is that a backward after the first of an update adds into the gradients instead of "
-                 f"storing them ({adding} of micro-iterations). These runs cannot separate that cost from the "
-                 "conditions of measurement (clocks, memory state, other load).")
-    else:
-        low, high = ks[ms.index(min(ms))], ks[ms.index(max(ms))]
-        claim = (f"The micro-iteration time varies without a monotonic trend in K: lowest at K={low}, highest at "
-                 f"K={high} ({span}), more than the {FLAT_PCT:g}% called flat. With no trend in K, the spread "
-                 "points at the conditions of measurement rather than at accumulation.")
-    return [claim] + within + _claim(rows, "micro_iter_ms_mean", "micro-iteration time", " ms", "micro")
+    facts = (f"The micro-iteration time spans {short(min(ms))}-{short(max(ms))} ms over K={ks[0]}..{ks[-1]}, "
+             f"{spread:.1f}% of its mean ({short(mean)} ms). A micro-iteration is the same forward and backward pass "
+             "over one micro-batch for every K; the one K-dependent piece inside the timer is that a backward after "
+             f"the first of an update adds into the gradients instead of storing them ({adding} of "
+             "micro-iterations).")
+    shape = trend(rows, "micro_iter_ms_mean", "micro_n")
+    why = {"flat": ["That is what the protocol predicts: K only sets how often the optimizer steps."],
+           "rises": ["These runs cannot separate the cost of adding into the gradients from the conditions of "
+                     "measurement (clocks, memory state, other load)."]}.get(shape, [])
+    return [facts] + within + claim_sentences(rows, "micro_iter_ms_mean", "micro-iteration time", "micro_n", "run",
+                                              fmt=lambda v: f"{short(v)} ms", diff_unit=" ms") + why
 
 
 def _per_k(rows: pd.DataFrame, counts: pd.Series) -> str:
@@ -89,7 +62,17 @@ def _per_k(rows: pd.DataFrame, counts: pd.Series) -> str:
     return ", ".join(f"K={int(k)}: {v}" for k, v in zip(rows["k"], values))
 
 
-def part2(table: pd.DataFrame) -> list[str]:
+def _faster_parts(device_type: str | None) -> str:
+    """Why an update can take less than K micro-iterations and a step timed alone, by what the timers do here."""
+    if device_type == "cuda":
+        return ("On average the update is faster than its parts timed alone: the micro-iteration timer "
+                "synchronises the device at both ends of every micro-batch, a whole update only once.")
+    return (f"On average the update is faster than its parts timed alone. On this {device_type or 'unknown'} "
+            "device no timer synchronises anything (the work runs in the host's order), so these runs do not say "
+            "why: the micro and update runs ran at different times, beside whatever else the machine ran.")
+
+
+def part2(table: pd.DataFrame, device_type: str | None = None) -> list[str]:
     rows = table[table["throughput_img_s"].notna()]
     if rows.empty:
         return ["No update runs: Part 2 was not measured in this setting."]
@@ -106,14 +89,10 @@ def part2(table: pd.DataFrame) -> list[str]:
         out.append(f"Converge runs trained together with other seeds log no timings ({_per_k(rows, together)}); "
                    f"these figures come from the runs trained alone ({_per_k(rows, rows['update_n'])}).")
     if len(rows) > 1:
-        sense = ("higher" if ratio > 1 + SAME_PCT / 100 else "lower" if ratio < 1 - SAME_PCT / 100
-                 else f"about the same (within {SAME_PCT:g}%)")
-        trend = _trend(rows["throughput_img_s"].tolist())
-        shape = {"rises": "it rises monotonically with K", "falls": "it falls monotonically with K"}.get(
-            trend, f"not monotonically: the highest is at K={int(rows.loc[rows['throughput_img_s'].idxmax(), 'k'])}")
         out.append(f"Throughput at K={int(last.k)} is {ratio:.2f}x that of K={int(first.k)} "
-                   f"({short(last.throughput_img_s)} vs {short(first.throughput_img_s)} images/s): {sense}; {shape}.")
-        out += _claim(rows, "throughput_img_s", "throughput", " images/s", "update")
+                   f"({short(last.throughput_img_s)} vs {short(first.throughput_img_s)} images/s).")
+        out += claim_sentences(rows, "throughput_img_s", "throughput", "update_n", "run",
+                               fmt=lambda v: f"{short(v)} images/s", diff_unit=" images/s")
     else:
         out.append(f"Only K={int(first.k)} was measured: {short(first.throughput_img_s)} images/s.")
     both = rows[rows["model_gap_pct"].notna()]
@@ -137,8 +116,7 @@ def part2(table: pd.DataFrame) -> list[str]:
                    "fetches and augmentations and the host work between micro-iterations, which the "
                    "micro-iteration timer leaves out.")
     elif mean_gap < 0:
-        out.append("On average the update is faster than its parts timed alone: the micro-iteration timer "
-                   "synchronises the device at both ends of every micro-batch, a whole update only once.")
+        out.append(_faster_parts(device_type))
     steps = both[both["opt_step_ms_mean"].notna()]
     if len(steps):
         share = steps["opt_step_ms_mean"] / (steps["model_update_time_s"] * 1e3) * 100
@@ -148,7 +126,45 @@ def part2(table: pd.DataFrame) -> list[str]:
     return out
 
 
-def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | None) -> list[str]:
+def lr_words(runs: pd.DataFrame, ks: list[int]) -> str:
+    """How these runs set the lr across K, read from their params ('the lr held at 0.1 for every K', or scaled)."""
+    lrs = sorted({float(v) for v in runs.get("lr", pd.Series(dtype=float)).dropna()})
+    scaling = {str(v) for v in runs.get("lr_scaling", pd.Series(dtype=object)).dropna()}
+    if len(lrs) != 1:
+        return "the lr as each run logged it" if lrs else "the lr (not logged)"
+    if scaling == {"linear"}:
+        warm = runs.get("warmup_epochs", pd.Series(dtype=float)).dropna()
+        ramp = f", after a warm-up of {int(warm.max())} epoch(s)" if len(warm) and warm.max() > 0 else ""
+        return (f"the lr scaled linearly with K ({lrs[0]:g} x K: {lrs[0] * ks[0]:g} at K={ks[0]} to "
+                f"{lrs[0] * ks[-1]:g} at K={ks[-1]}{ramp})")
+    return f"the lr held at {lrs[0]:g} for every K" if scaling <= {"none"} else "the lr as each run logged it"
+
+
+def _expectation(rows: pd.DataFrame, lr: str | None, images: str) -> list[str]:
+    """The protocol's expectation (held lr: larger K ends higher in loss, lower in accuracy) and whether the
+    intervals resolve it, depart from it, or neither; nothing with one seed, nor where the lr scales with K."""
+    if (rows["converge_n"] < 2).all():
+        return []
+    lr = lr or "the lr held the same for every K"
+    if "held" not in lr:
+        return [f"These runs train with {lr}: larger batches take larger steps, so the plain expectation of a held "
+                "lr (higher loss and lower accuracy at larger K) is not theirs to test."]
+    text = (f"With {lr}, K times larger batches take K times fewer steps of the same size{images}: the plain "
+            "expectation is higher loss and lower accuracy at larger K.")
+    against = [s for s in steps(rows, "test_accuracy", "converge_n", every_pair=True) if s.verdict == RESOLVED
+               and s.diff > 0] + [s for s in steps(rows, "final_train_loss", "converge_n", every_pair=True)
+                                  if s.verdict == RESOLVED and s.diff < 0]
+    if against:
+        return [text + " These runs depart from it, resolved: " + ", ".join(
+            f"K={s.b} {'above' if s.diff > 0 else 'below'} K={s.a}" for s in against) + "."]
+    if trend(rows, "test_accuracy", "converge_n") == "falls" and trend(rows, "final_train_loss",
+                                                                      "converge_n") == "rises":
+        return [text + " These runs resolve it: every step of both goes that way."]
+    return [text + " These runs neither resolve it nor depart from it resolvably."]
+
+
+def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | None,
+          lr: str | None = None) -> list[str]:
     rows = table[table["test_accuracy"].notna() & table["final_train_loss"].notna()]
     if rows.empty:
         return ["No converge runs: Part 3 was not measured in this setting."]
@@ -156,24 +172,11 @@ def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | 
         r = rows.iloc[0]
         return [f"Only K={int(r.k)} was trained: final loss {short(r.final_train_loss)}, "
                 f"test accuracy {r.test_accuracy:.1f}%."]
-    loss_trend, acc_trend = _trend(rows["final_train_loss"].tolist()), _trend(rows["test_accuracy"].tolist())
-    ends = f"from {short(rows.iloc[0].final_train_loss)} (K={int(rows.iloc[0].k)}) to " \
-           f"{short(rows.iloc[-1].final_train_loss)} (K={int(rows.iloc[-1].k)})"
-    out = [f"The final training loss {loss_trend} monotonically with K, {ends}." if loss_trend != "mixed" else
-           f"The final training loss is not monotonic in K: {_order(rows, 'final_train_loss')}."]
-    acc_ends = f"from {rows.iloc[0].test_accuracy:.1f}% (K={int(rows.iloc[0].k)}) to " \
-               f"{rows.iloc[-1].test_accuracy:.1f}% (K={int(rows.iloc[-1].k)})"
-    out.append(f"Test accuracy {acc_trend} monotonically with K, {acc_ends}." if acc_trend != "mixed" else
-               f"Test accuracy is not monotonic in K: {_order(rows, 'test_accuracy', '%', descending=True)}.")
     images = f" over the same {images_per_run:,} images" if images_per_run else ""
-    if loss_trend == "rises" and acc_trend == "falls":
-        out.append(f"This is what the protocol expects: with the lr held at 0.1 for every K, K times larger "
-                   f"batches take K times fewer steps of the same size{images}.")
-    else:
-        out.append("This departs from the plain expectation (with the lr held at 0.1, larger K takes fewer steps "
-                   f"of the same size{images} and should end with higher loss and lower accuracy).")
-    out += _claim(rows, "final_train_loss", "final training loss", "", "converge")
-    out += _claim(rows, "test_accuracy", "test accuracy", " points", "converge")
+    out = claim_sentences(rows, "final_train_loss", "final training loss", "converge_n", "seed")
+    out += claim_sentences(rows, "test_accuracy", "test accuracy", "converge_n", "seed", fmt=_percent,
+                           diff_unit=" points", typical_sd=(TYPICAL_ACCURACY_SD, ACCURACY_SD_SOURCE))
+    out += _expectation(rows, lr, images)
     if not epoch_curve.empty:
         ks = sorted(epoch_curve["k"].unique())
         at = {(k, s): m for k, s, m in epoch_curve[["k", "step", "mean"]].itertuples(index=False)}
@@ -238,9 +241,11 @@ def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
     smoke = bool(section.setting.get("smoke"))
     return {
         "Part 1: micro-iteration time": _marked(part1(section.table), smoke),
-        "Part 2: update time and throughput": _marked(part2(section.table), smoke),
+        "Part 2: update time and throughput": _marked(part2(section.table, section.setting.get("device_type")),
+                                                      smoke),
         "Part 3: convergence under a fixed epoch budget": _marked(part3(
-            section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None), smoke),
+            section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None,
+            lr_words(runs[runs["part"] == "converge"], sorted(int(k) for k in section.table["k"]))), smoke),
         "Part 3, why: the gradient noise scale": _marked(noise_sentences(section, series), smoke),
         "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
             runs, section.table, series, section.ddp),

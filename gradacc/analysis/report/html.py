@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradacc.analysis.compare import CI_NOTE, CONFIG_KEYS, FIGURES, Section, display_rows, notes
+from gradacc.analysis.report.claims import MEANING
 from gradacc.analysis.report.discussion import discussion
 from gradacc.analysis.report.noise import variants_html
 from gradacc.analysis.text import esc, html_table
@@ -25,6 +26,11 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(480px,100%),1fr));gap:1em}
 .plots img{width:100%;border:1px solid #e3e3e3}.meta{color:#555;font-size:.92em}.missing{color:#a33}
 details{margin:1em 0}code{font-size:.95em;overflow-wrap:anywhere}"""
+
+
+def prose(text: str) -> str:
+    """A sentence as HTML: escaped, with `command` spans set as code rather than shown with their backticks."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
 
 
 def _in_part_order(plots: dict[str, Path]) -> list[tuple[str, Path]]:
@@ -68,6 +74,8 @@ def section_html(section: Section, series: pd.DataFrame, plots: dict[str, Path])
     parts += ["<h3>Summary (mean ± 95% interval over seeds where a K has several runs)</h3>", html_table(header, rows)]
     if section.missing:
         parts.append("<ul class=missing>" + "".join(f"<li>{esc(m)}</li>" for m in section.missing) + "</ul>")
+    if section.repeats:
+        parts.append("<ul class=meta>" + "".join(f"<li>{esc(m)}</li>" for m in section.repeats) + "</ul>")
     if CI_NOTE in notes(section):
         parts.append(f"<p class=meta>{esc(CI_NOTE)}</p>")
     if plots:
@@ -75,7 +83,7 @@ def section_html(section: Section, series: pd.DataFrame, plots: dict[str, Path])
             f"<img alt='{esc(name)}' src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
             for name, path in _in_part_order(plots)) + "</div>")
     for heading, sentences in discussion(section, series).items():
-        parts.append(f"<h3>{esc(heading)}</h3>" + "".join(f"<p>{esc(s)}</p>" for s in sentences))
+        parts.append(f"<h3>{esc(heading)}</h3>" + "".join(f"<p>{prose(s)}</p>" for s in sentences))
     parts.append(_runs_html(runs))
     return "\n".join(parts)
 
@@ -92,4 +100,5 @@ def render_report(sections: list[Section], series: pd.DataFrame, plots: dict[str
                       + variants_html(sections))
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1><p class=meta>{esc(source)}</p>"
+            f"<p class=meta>{esc(MEANING)}</p>"
             f"{nav}\n{body}\n</body></html>\n")

@@ -80,8 +80,9 @@ def noise_sentences(section: Section, series: pd.DataFrame) -> list[str]:
         per_k = "; ".join(f"K={k}: " + ", ".join(short(v) for v in rows["mean"]) for k, rows in epochs.groupby("k"))
         by_epoch = epochs.groupby("step")["mean"].mean()
         first, last = by_epoch.index.min(), by_epoch.index.max()
+        epochs_said = f"per epoch {first}..{last}" if last > first else f"in epoch {first}"
         out.append(f"The simple gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018, in "
-                   f"images), per epoch {first}..{last}: {per_k}.")
+                   f"images), {epochs_said}: {per_k}.")
         b_noise = float(by_epoch.loc[last])
         if last > first:
             sense = "rises" if by_epoch.loc[last] > by_epoch.loc[first] else "falls"
@@ -115,8 +116,10 @@ def noise_sentences(section: Section, series: pd.DataFrame) -> list[str]:
                "BatchNorm couples the 64 images of a micro-batch, so the micro-batch is the smallest unit measured.")
     linear = (runs.get("lr_scaling", pd.Series(dtype=object)) == "linear").any()
     if not linear:
+        lrs = sorted({float(v) for v in runs.get("lr", pd.Series(dtype=float)).dropna()})
+        held = f"holds the lr at {lrs[0]:g} for every K" if len(lrs) == 1 else "does not scale the lr with K"
         out.append("The 1 + B_noise/B prediction assumes a learning rate tuned for each batch size. This setting "
-                   "holds the lr at 0.1 for every K, so the ordering of its losses mostly reflects K times fewer "
+                   f"{held}, so the ordering of its losses mostly reflects K times fewer "
                    "steps of the same size, not the noise scale; the linear-scaling variant (--lr-scaling linear) "
                    "is where the prediction applies better, and the report tests it there.")
     elif epochs.empty:
