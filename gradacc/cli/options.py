@@ -6,13 +6,16 @@ import click
 from gradacc.cli.types import Threads, WholeNumber
 from gradacc.core.config import DEVICES, LOADERS, LR_SCALINGS, MAX_TRAIN_SIZE, NOISE_MODES, TF32_MODES, Protocol
 
+MAX_SEED = 2**64 - 1  # torch.manual_seed's largest seed; beyond it, a ValueError deep in the first run
+
 
 def common_options(func):
     """The options every measuring command shares (defaults = the protocol)."""
     options = [
         click.option("--epochs", type=WholeNumber(1), default=Protocol.epochs, show_default=True,
                      help="Epochs over the training subset (parts 2 and 3)."),
-        click.option("--seed", type=WholeNumber(0), default=Protocol.seed, show_default=True,
+        click.option("--seed", type=WholeNumber(0, MAX_SEED, "torch.manual_seed takes an unsigned 64-bit integer"),
+                     default=Protocol.seed, show_default=True,
                      help="Seed set before each model is built; also seeds the data order and augmentation."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="auto = CUDA when present, else CPU."),

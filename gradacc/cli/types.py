@@ -6,6 +6,8 @@ import re
 
 import click
 
+from gradacc.core.cores import check_threads
+from gradacc.core.errors import ConfigError
 from gradacc.names import STUDY_ID_PATTERN, STUDY_ID_RULE
 
 
@@ -16,12 +18,12 @@ def repeated(values) -> list:
 
 
 class WholeNumber(click.ParamType):
-    """An integer written as one (no '1.5', no 'abc'), at least `minimum`."""
+    """An integer written as one (no '1.5', no 'abc'), at least `minimum` (and at most `maximum`, for `why`)."""
 
     name = "integer"
 
-    def __init__(self, minimum: int):
-        self.minimum = minimum
+    def __init__(self, minimum: int, maximum: int | None = None, why: str = ""):
+        self.minimum, self.maximum, self.why = minimum, maximum, why
 
     def convert(self, value, param, ctx):
         if isinstance(value, int) and not isinstance(value, bool):
@@ -33,6 +35,9 @@ class WholeNumber(click.ParamType):
                 self.fail(f"{value!r} is not a whole number", param, ctx)
         if number < self.minimum:
             self.fail(f"{number} is below the minimum of {self.minimum}", param, ctx)
+        if self.maximum is not None and number > self.maximum:
+            self.fail(f"{number} is above the maximum of {self.maximum}" + (f" ({self.why})" if self.why else ""),
+                      param, ctx)
         return number
 
 
@@ -71,7 +76,7 @@ class FiniteRange(click.FloatRange):
 
 
 class Threads(WholeNumber):
-    """'auto' (torch's default) or a positive thread count."""
+    """'auto' (torch's default) or a positive thread count, at most the cores unless forced (check_threads)."""
 
     name = "auto|integer"
 
@@ -79,7 +84,14 @@ class Threads(WholeNumber):
         super().__init__(1)
 
     def convert(self, value, param, ctx):
-        return "auto" if str(value).strip() == "auto" else super().convert(value, param, ctx)
+        if str(value).strip() == "auto":
+            return "auto"
+        threads = super().convert(value, param, ctx)
+        try:
+            check_threads(threads)
+        except ConfigError as err:
+            self.fail(str(err), param, ctx)
+        return threads
 
 
 class KList(click.ParamType):

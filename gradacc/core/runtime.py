@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from gradacc.core.config import DEVICES, TF32_MODES
+from gradacc.core.cores import check_threads
 from gradacc.core.errors import ConfigError
 
 
@@ -61,6 +62,7 @@ def resolve_runtime(device: str, threads: int | None, tf32: str = "on") -> Runti
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"threads must be a positive integer, got {threads}")
+        check_threads(threads)
         torch.set_num_threads(threads)
     # The protocol: cuDNN deterministic, benchmark off (autotuning would also make timings drift).
     torch.backends.cudnn.deterministic = True

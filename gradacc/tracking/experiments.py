@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 from gradacc.core.errors import GradaccError, TrackingError
 from gradacc.names import DEFAULT_EXPERIMENT_ID, EXPERIMENT_KIND, PART
 from gradacc.tracking.redact import redact
-from gradacc.tracking.store import bound_http_retries, describe, store_lock
+from gradacc.tracking.sqlite_check import check_sqlite_store
+from gradacc.tracking.store import bound_http_retries, describe, sqlite_path, store_lock
 
 NAME_ENV, ID_ENV = "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"
 HOW_TO_CHOOSE = f"give --experiment, or set {NAME_ENV} (under `mlflow run`: --experiment-name)"
@@ -80,6 +81,8 @@ def resolve_experiments(experiment: str | Sequence[str] | None = None, create: b
     bound_http_retries()  # a dead server fails in seconds, not minutes
     uri = mlflow.get_tracking_uri()
     refs = [None] if experiment is None else [experiment] if isinstance(experiment, str) else list(experiment)
+    if sqlite_path(uri):  # before MLflow touches the file: it would alter one that is not its store
+        check_sqlite_store(redact(uri), sqlite_path(uri), writes=create)
     try:
         with store_lock(uri):  # the first access creates a sqlite store: one process at a time
             c = MlflowClient()

@@ -64,6 +64,9 @@ def _described(err: Exception, uri: str | None) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     if "database is locked" in str(err):  # its first line is often SQLAlchemy's note on autoflush
         return "sqlite store stayed locked by another writer past the busy timeout (database is locked)"
+    if "readonly database" in str(err):  # its first line is SQLAlchemy's, the cause is further down
+        return ("sqlite store is read-only (attempt to write a readonly database): the file or its folder cannot be "
+                "written")
     cause = re.search(r"\[Errno -?\d+\] [^'\")]+|Read timed out|Connection refused", text)
     if cause and "Max retries exceeded" in text:
         hung = cause.group(0) == "Read timed out"  # connected, then no answer: say how long each try waited

@@ -175,7 +175,8 @@ def test_discussion_changes_with_the_numbers():
         columns=["run_id", "part", "k", "key", "step", "value"]))
     assert flat["Part 1: micro-iteration time"] != grown["Part 1: micro-iteration time"]
     assert "No update runs" in flat["Part 2: update time and throughput"][0]
-    assert any("N=8: 4,830 images/s" in s for s in flat["Part 4: what real synchronous SGD adds"])
+    # Part 4 bounds N workers by N x the one worker Part 2 measured; no update runs here, so no bound is claimed
+    assert not any("at most" in s for s in flat["Part 4: what real synchronous SGD adds"])
 
 
 def test_part2_figures_from_converge_runs_unless_update_runs_exist():
