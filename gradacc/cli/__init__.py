@@ -11,6 +11,7 @@ import warnings
 
 import click
 
+from gradacc.cli.allreduce import allreduce
 from gradacc.cli.bench import bench
 from gradacc.cli.commmodel import commmodel
 from gradacc.cli.compare import compare
@@ -28,7 +29,7 @@ def cli():
     every run tracked in MLflow."""
 
 
-for command in (micro, update, converge, sweep, compare, upload, bench, ddp, verify, commmodel):
+for command in (micro, update, converge, sweep, compare, upload, bench, ddp, verify, allreduce, commmodel):
     cli.add_command(command)
 
 

@@ -8,9 +8,17 @@ from gradacc.cli.options import common_options, system_metrics_option
 from gradacc.cli.types import WholeNumber
 
 
+def straggle_option(func):
+    """ddp (and its node form): one rank made a straggler, to test the model's straggler term."""
+    return click.option("--straggle-ms", type=WholeNumber(0), default=0, show_default=True,
+                        help="An injected straggler: the last rank sleeps, before each forward, a time drawn from an "
+                             "exponential of this mean in ms (seeded by --seed); 0 = none.")(func)
+
+
 @click.command("ddp")
 @click.option("--workers", type=WholeNumber(1), default=2, show_default=True,
               help="DDP workers (processes) on this machine: one GPU each with NCCL, else CPU workers (gloo).")
+@straggle_option
 @common_options
 @system_metrics_option
 def ddp(workers, **options):
@@ -40,6 +48,7 @@ def verify(workers, updates, **options):
 
 
 @click.command("gradacc.cli.ddp_node")
+@straggle_option
 @common_options
 @system_metrics_option
 def node_options(**options):

@@ -153,8 +153,9 @@ def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir
     protocol = build_protocol(workers, epochs, seed, loader, smoke)  # the accumulation it equals: K = N
     root = resolve_data_dir(data_dir)
     ensure_dataset(root)  # found (or downloaded) once here, not by N workers at the same time
+    straggle = {"straggle_ms": extra["straggle_ms"]} if "straggle_ms" in extra else {}  # ddp's, not verify's
     given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, workers=workers, epochs=epochs,
-                         seed=seed, tf32=tf32, system_metrics=system_metrics)
+                         seed=seed, tf32=tf32, system_metrics=system_metrics, **straggle)
     job = {"mode": mode, "protocol": dataclasses.asdict(protocol), "device": resolved_device, "tf32": tf32,
            "threads": 1 if threads == "auto" else threads, "data_root": str(root.resolve()),
            "experiment": experiment, "given": given, **extra}

@@ -18,9 +18,9 @@ from gradacc.core.config import Protocol
 from gradacc.core.errors import GradaccError, Terminated
 from gradacc.core.runtime import resolve_runtime
 from gradacc.distributed.launch import RUNS_FILE
-from gradacc.distributed.rank import run_ddp
+from gradacc.distributed.rank import run_ddp, straggler_rank
 from gradacc.distributed.verify import run_verify
-from gradacc.names import BACKEND, CONFIG, DDP, part_tags, workers_run_name
+from gradacc.names import ALLREDUCE, BACKEND, CONFIG, DDP, part_tags, workers_run_name
 from gradacc.parts.context import Context, Result
 from gradacc.study.run import config_key, measure_tracked
 
@@ -43,15 +43,18 @@ def setup(job: dict, local_rank: int) -> Context:
 def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) -> None:
     """The converge protocol as DDP; rank 0 logs the one MLflow run of the job."""
     if rank != 0:
-        run_ddp(protocol, ctx, Result(DDP), rank=rank, world=world)
+        run_ddp(protocol, ctx, Result(DDP), rank=rank, world=world, straggle_ms=job.get("straggle_ms", 0))
         return
     backend = dist.get_backend()
     name = workers_run_name(DDP, world, protocol.smoke)
     tags = {**part_tags(DDP, protocol.smoke), CONFIG: config_key(f"ddp{world}", protocol, ctx), BACKEND: backend}
-    resolved = {**protocol.as_params(), **ctx.params(), "workers": str(world), "backend": backend}
+    resolved = {**protocol.as_params(), **ctx.params(), "workers": str(world), "backend": backend,
+                "straggle_rank": str(straggler_rank(world))}
     intro = (f"{name}: DDP of {world} workers ({backend}) on {ctx.runtime.device_name}, "
              f"{ctx.runtime.torch_threads} thread(s) each, effective batch {protocol.effective_batch}, "
-             f"{protocol.total_updates} updates")
+             f"{protocol.total_updates} updates"
+             + (f", rank {straggler_rank(world)} straggling ({job['straggle_ms']} ms mean)" if job.get("straggle_ms")
+                else ""))
     folder = Path(job["error_dir"]) if job.get("error_dir") else None
 
     def started(run_ids: list[str]) -> None:  # if this process is killed outright, the launcher ends the run
@@ -61,7 +64,8 @@ def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) ->
             os.replace(partial, folder / RUNS_FILE)
 
     measure_tracked(name, DDP, tags, job["given"], resolved, protocol, ctx, intro,
-                    lambda result, advance: run_ddp(protocol, ctx, result, advance, rank, world),
+                    lambda result, advance: run_ddp(protocol, ctx, result, advance, rank, world,
+                                                    job.get("straggle_ms", 0)),
                     protocol.total_updates, job["experiment"], started=started)
 
 
@@ -90,6 +94,10 @@ def serve(job: dict) -> None:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     error_file = Path(job["error_dir"]) / f"rank{rank}.txt" if job.get("error_dir") else None
     try:
+        if job["mode"] == ALLREDUCE:  # no model, no data: the collective alone
+            from gradacc.distributed.allreduce import bench_rank
+            bench_rank(job, int(os.environ.get("LOCAL_RANK", 0)), rank, world)
+            return
         ctx = setup(job, int(os.environ.get("LOCAL_RANK", 0)))
         protocol = Protocol(**job["protocol"])
         (train if job["mode"] == "train" else verify)(job, protocol, ctx, rank, world)

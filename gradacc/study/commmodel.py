@@ -3,21 +3,26 @@
 for time to a target training loss, and the real DDP runs against their prediction."""
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from gradacc.analysis.commmodel import model as cm
-from gradacc.analysis.commmodel.inputs import check_rows, convergence, micro_samples
+from gradacc.analysis.commmodel.check import DDP_CHECK_KEYS, check_rows
+from gradacc.analysis.commmodel.inputs import convergence, micro_samples
 from gradacc.analysis.commmodel.tables import check_markdown, presets_markdown, summary_markdown
 from gradacc.analysis.plots.commmodel import write_model_plots
 from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
 from gradacc.core.errors import ConfigError, GradaccError
-from gradacc.names import COMMMODEL, NOTE, part_tags
+from gradacc.names import ALLREDUCE, COMMMODEL, NOTE, part_tags
 from gradacc.study.console import say
 from gradacc.study.folders import cannot_write, check_writable
 from gradacc.tracking.results import load_runs, load_series
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
+
+CHECK_SERIES = ["micro_iter_ms", "train_loss_update", *DDP_CHECK_KEYS]
 
 
 class ModelError(GradaccError, RuntimeError):
@@ -29,7 +34,10 @@ def build_model_outputs(experiment, gpus_per_node, nics_per_node, intra, latency
     """Everything the command writes, computed from the store: (rows, best, checks, inputs, links)."""
     runs = load_runs(experiment, parts=["micro", "converge", "ddp"], include_smoke=include_smoke)
     micro, converge, ddp_runs = (runs[runs["part"] == p] for p in ("micro", "converge", "ddp"))
-    series = load_series(pd.concat([micro, converge]), keys=["micro_iter_ms", "train_loss_update"])
+    with warnings.catch_warnings():  # a store without a benchmark is fine: the check then says how to add one
+        warnings.simplefilter("ignore")
+        bench = load_runs(experiment, parts=[ALLREDUCE], include_smoke=True)  # a benchmark has no smoke form
+    series = load_series(pd.concat([micro, converge, ddp_runs]), keys=CHECK_SERIES)
     samples = micro_samples(micro, series)
     if samples is None:
         raise ModelError("no FINISHED micro runs in the store: the model needs Part 1's micro-iteration times "
@@ -43,7 +51,7 @@ def build_model_outputs(experiment, gpus_per_node, nics_per_node, intra, latency
     curve = cm.updates_curve(conv.measured, ns) if conv else None
     best = cm.best_workers(rows, curve) if conv else {}
     best["within measured"] = cm.best_workers(rows, curve, measured_only=True) if conv else {}
-    checks = check_rows(ddp_runs, micro, series, GRADIENT_BYTES, latency_us, bandwidth_gb_s)
+    checks = check_rows(ddp_runs, micro, series, bench, latency_us, bandwidth_gb_s, cores=os.cpu_count())
     links = [*cm.PRESETS.values(), *extra]
     inputs = {"samples": samples, "convergence": conv, "gradient_bytes": GRADIENT_BYTES,
               "smoke": bool(runs["smoke"].any())}  # include_smoke auto: smoke runs only where there is no real one

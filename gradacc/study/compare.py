@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gradacc.analysis.commmodel.check import DDP_CHECK_KEYS
 from gradacc.analysis.compare import (
     LOSS_KEYS,
     NOISE_KEYS,
@@ -24,10 +25,11 @@ from gradacc.analysis.report.html import render_report
 from gradacc.analysis.report.noise import noise_summary_text
 from gradacc.analysis.report.part4 import matching_ddp
 from gradacc.core.config import DEFAULT_KS
-from gradacc.names import COMPARE, COMPARE_OUTPUT, NOTE, PARTS, part_tags, study_tags
+from gradacc.names import ALLREDUCE, COMPARE, COMPARE_OUTPUT, NOTE, PARTS, part_tags, study_tags
 from gradacc.study.console import say
 from gradacc.study.folders import cannot_write, check_writable
 from gradacc.tracking.experiments import others_with_runs, where_else
+from gradacc.tracking.orphans import orphan_names
 from gradacc.tracking.results import load_runs, load_series, resolve_experiments, smoke_choice
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
 
@@ -139,6 +141,9 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     (exp_id, name), = resolve_experiments(experiment)
     runs = load_runs(exp_id, study=study, parts=None, include_smoke=True, statuses=None)
     where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
+    if orphaned := orphan_names(exp_id, study):  # RUNNING, their process gone: never FINISHED, so left out
+        say(f"compare: leaving out {len(orphaned)} run(s) left RUNNING by a process that no longer exists: "
+            f"{', '.join(orphaned)} (a `gradacc sweep --study <id>` that resumes their study ends them KILLED)")
     include_smoke = smoke_choice(include_smoke)
     if include_smoke == "auto":  # the real runs; the smoke runs where there is no real one (never both)
         real = runs[~runs["smoke"] & runs["part"].isin(PARTS) & (runs["status"] == "FINISHED")]
@@ -156,7 +161,10 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     chosen = pd.concat([s.runs for s in sections], ignore_index=True)
     series = load_series(chosen[chosen["part"].isin(["converge", "micro"])],
                          keys=LOSS_KEYS + NOISE_KEYS + ("micro_iter_ms",))
-    ddp_runs = load_runs(exp_id, parts=["ddp"], include_smoke=include_smoke)  # any study: matched by setting
+    # Part 4: DDP runs of any study, matched by setting, with their per-rank times; the all-reduce benchmarks
+    ddp_runs = load_runs(exp_id, parts=["ddp", ALLREDUCE], include_smoke=include_smoke)
+    if len(ddp_runs):
+        series = pd.concat([series, load_series(ddp_runs[ddp_runs["part"] == "ddp"], keys=DDP_CHECK_KEYS)])
     for section in sections:
         section.ddp = matching_ddp(ddp_runs, section.setting)
     title = f"gradacc study {study}" if study else f"gradacc experiment {name}"

@@ -30,9 +30,17 @@ def model_store(tracking_store):
         losses = 2.3 * np.exp(-np.arange(updates) / (12 / k)) + 0.5
         log_run(f"converge-k{k}", "converge", {"k": str(k), "torch_threads": "2", "updates_per_epoch": str(per_epoch)},
                 {"train_loss_update": losses}, {"final_train_loss": float(losses[-per_epoch:].mean())})
-    log_run("ddp-w2", "ddp", {"k": "2", "workers": "2", "torch_threads": "1"}, {},
+    compute = 0.34 + 0.02 * rng.standard_normal((20, 2))  # (updates, ranks): step = update * 2 + rank
+    log_run("ddp-w2", "ddp", {"k": "2", "workers": "2", "torch_threads": "1"},
+            {"rank_compute_ms": compute.ravel() * 1e3, "rank_allreduce_ms": np.tile([140.0, 100.0], 20),
+             "collective_ms": np.full(20, 100.0), "update_time_s": np.full(20, 0.5), "opt_step_ms": np.full(20, 10.0)},
             {"compute_ms_mean": 340.0, "allreduce_ms_mean": 120.0, "busbw_gb_s": 0.37, "update_time_s_mean": 0.5,
-             "algbw_gb_s": 0.37, "allreduce_bytes": 44726568.0})
+             "algbw_gb_s": 0.37, "allreduce_bytes": 44726568.0, "allreduce_buckets": 3.0, "opt_step_ms_mean": 10.0,
+             "straggle_ms_set": 0.0, "cpu_cores": 2.0})
+    # a benchmark at 2 ranks: a = 2 alpha = 100 us, b = 1 / B = 1 ns per byte (B = 1 GB/s)
+    log_run("allreduce-w2", "allreduce", {"workers": "2"}, {},
+            {"fit_a_us": 100.0, "fit_b_ns_per_byte": 1.0, "fit_a_se_us": 5.0, "fit_b_se_ns_per_byte": 0.01,
+             "fit_ab_corr": -0.5, "fit_dof": 13.0, "alpha_us": 50.0, "bandwidth_gb_s": 1.0})
     return tracking_store
 
 
@@ -49,7 +57,7 @@ def test_commmodel_writes_tables_plots_and_a_run(model_store, tmp_path):
     assert "InfiniBand NDR" in table and "custom (20 us, 2.5 GB/s)" in table and "(extrap.)" in table
     assert "Test CPU (1 threads)" in table  # the newest micro run's thread count feeds the model
     check = (out / "check.md").read_text()
-    assert "ddp-w2" in check and "calibrated" not in check  # the given link, not the run's own busbw
+    assert "ddp-w2" in check and "given: 20 us, 2.5 GB/s" in check  # the given link, not the run's own busbw
     assert "Gb/s" in (out / "presets.md").read_text()
     client = MlflowClient()
     run, = [r for r in all_runs(client) if r.data.tags.get("gradacc.part") == "commmodel"]
@@ -59,6 +67,17 @@ def test_commmodel_writes_tables_plots_and_a_run(model_store, tmp_path):
     assert any(key.startswith("best_workers.") for key in run.data.metrics)
     assert run.data.tags["mlflow.note.content"].startswith("Part 4's model: the update time")
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"table.md", "check.md", "plots"}
+
+
+def test_the_check_takes_its_link_from_the_benchmark(model_store, tmp_path):
+    """No link given: the newest all-reduce benchmark of the device; 3 buckets of the 44,726,568-byte gradient
+    at 2 ranks: 3 x 100 us + 44,726,568 x 1 ns = 45.03 ms predicted, 100 ms measured (the logged collective)."""
+    out = tmp_path / "cm"
+    result = run_cli(["commmodel", "--output", out, "--max-workers", "4"])
+    assert result.code == 0, result.err
+    check = (out / "check.md").read_text()
+    assert "allreduce-w2: alpha 50 us, B 1 GB/s" in check, check
+    assert "| 100 / 45 ± " in check, check  # a constant measurement: no interval shown
 
 
 def test_nics_per_node_reaches_the_network_term(model_store, tmp_path):

@@ -178,3 +178,27 @@ def test_torchrun_started_by_hand_builds_the_job_on_each_rank(tiny_cifar, tracki
     assert bad.returncode != 0
     errors = [line for line in bad.stderr.splitlines() if line.startswith("gradacc: error:")]
     assert errors and all("'--epochs': 0 is below the minimum of 1" in line for line in errors), bad.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_ddp_records_every_ranks_times_and_an_injected_straggler(tiny_cifar, tracking_store):
+    """Rank 1 sleeps an exponential of mean 30 ms before each forward: it is in rank 1's compute, rank 0 waits
+    for it, and the per-rank series hold every rank's compute and hook time per update (step = update * 2 + rank)."""
+    from mlflow.tracking import MlflowClient
+    result = run_cli(["ddp", "--workers", "2", "--smoke", "--device", "cpu", "--data-dir", tiny_cifar,
+                      "--straggle-ms", "30"])
+    assert result.code == 0, result.err
+    client = MlflowClient()
+    run, = all_runs(client)
+    assert run.data.params["straggle_ms"] == "30" and run.data.params["straggle_rank"] == "1"
+    m = run.data.metrics
+    assert m["straggle_ms_set"] == 30 and m["straggle_ms_drawn_mean"] > 0 and m["cpu_cores"] == os.cpu_count()
+    steps, compute = history(client, run.info.run_id, "rank_compute_ms")
+    _, hooks = history(client, run.info.run_id, "rank_allreduce_ms")
+    _, collective = history(client, run.info.run_id, "collective_ms")
+    assert steps == list(range(16)) and len(hooks) == 16 and len(collective) == 8  # 8 updates, 2 ranks
+    compute, hooks = np.reshape(compute, (8, 2)), np.reshape(hooks, (8, 2))
+    _, own = history(client, run.info.run_id, "compute_ms")
+    assert compute[:, 0] == pytest.approx(own)  # rank 0's column is its own compute series
+    assert np.all(np.asarray(collective) <= hooks.min(axis=1) + 1e-9)  # per bucket the fastest: at most the sums'
+    assert m["wait_ms_mean"] > 0 and m["collective_ms_mean"] > 0

@@ -119,3 +119,26 @@ def test_ddp_runs_match_a_setting_and_read_beside_accumulation():
     table = pd.DataFrame([{"k": 2, "update_time_s_mean": 0.6, "test_accuracy": 44.1, "final_train_loss": 1.63}])
     text, = ddp_sentences(chosen, table)
     assert "compute 900 ms + all-reduce 250 ms" in text and "Accumulation with K=2" in text and "44.1%" in text
+
+
+def test_report_bound_is_n_times_one_measured_worker():
+    from gradacc.analysis.report.part4 import intro_sentences
+    table = pd.DataFrame({"k": [1, 2, 4], "throughput_img_s": [26.5, 40.0, 45.0]})
+    runs = pd.DataFrame({"micro_batch": [64]})
+    bound = intro_sentences(table, runs)[-1]
+    assert "K=1 in Part 2: 26.5 images/s): N=2: 53 images/s, N=4: 106 images/s" in bound
+    assert "micro-batch of 64" in intro_sentences(table, runs)[0]
+    assert len(intro_sentences(table.assign(throughput_img_s=float("nan")), runs)) == 3  # nothing measured: no bound
+
+
+def test_report_gives_no_best_n_for_a_target_met_at_the_first_update():
+    from gradacc.analysis.report.part4 import target_sentences
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    runs = pd.DataFrame([{"run_id": f"c{k}", "part": "converge", "k": k, "updates_per_epoch": 4, "start_time": t0}
+                         for k in (1, 2)])
+    flat = [("c1", "train_loss_update", i, 2.0 + 0.1 * i) for i in range(8)]  # training made the loss worse
+    flat += [("c2", "train_loss_update", i, 2.0 + 0.2 * i) for i in range(8)]
+    series = pd.DataFrame(flat, columns=["run_id", "key", "step", "value"])
+    rows = cm.predict([0.1, 0.2], 0.0, 1e6, [cm.Topology("t", LINK, None, 10**9)], [1, 2])
+    text, = target_sentences(runs, series, rows, [1, 2])
+    assert "met at the first update already (K=1, 2)" in text and "Best N" not in text

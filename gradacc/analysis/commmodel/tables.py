@@ -34,16 +34,39 @@ def summary_markdown(rows, best, ns=SHOWN_NS, best_measured=None) -> str:
     return table
 
 
+def plus_minus(value: float, half: float | None = None, scale: float = 1e3) -> str:
+    """'123 ± 4' (ms by default); a missing interval or value shown as such."""
+    if value is None or value != value:
+        return "n/a"
+    text = short(value * scale)
+    if half is None or half != half or half <= 1e-9 * abs(value):  # no interval, or one below rounding
+        return text
+    return f"{text} ± {short(half * scale)}"
+
+
 def check_markdown(checks) -> str:
+    """Each DDP run, measured / predicted per term (ms, 95% intervals), the update's error and the link used."""
     if not checks:
-        return "No real DDP runs in the store (run `gradacc ddp --workers N`).\n"
-    head = ("| run | N | compute ms measured / predicted | all-reduce ms measured / predicted wait + all-reduce | "
-            "update s measured / predicted | cores shared | link |\n|---|---|---|---|---|---|---|\n")
-    return head + "".join(
-        f"| {c['run']} | {c['workers']} | {short(c['measured_compute_ms'])} / {short(c['predicted_compute_ms'])} | "
-        f"{short(c['measured_allreduce_ms'])} / {short(c['predicted_wait_plus_allreduce_ms'])} | "
-        f"{c['measured_update_s']:.3g} / {c['predicted_update_s']:.3g} | {c['cores_shared']:.2g}x | {c['link']} |\n"
-        for c in checks)
+        return ("No DDP runs with per-rank times and a micro run of their device and threads in the store (run "
+                "`gradacc micro --k 1 --threads T` and `gradacc ddp --workers N --threads T`).\n")
+    head = ("| run | N | straggler ms (mean) | cores shared | compute ms | wait ms | all-reduce ms | step ms | "
+            "update ms | predicted - measured | unmodelled ms | link |\n" + "|---" * 12 + "|\n")
+    lines = []
+    for c in checks:
+        cells = [f"{plus_minus(*c[f'measured_{t}_s'])} / {plus_minus(*c[f'predicted_{t}_s'])}"
+                 for t in ("compute", "wait", "collective")]
+        lines.append(f"| {c['run']} | {c['workers']} | {c['straggle_ms']:g} | {c['cores_shared']:.2g}x | "
+                     + " | ".join(cells)
+                     + f" | {plus_minus(c['measured_step_s'])} / {plus_minus(c['predicted_step_s'])}"
+                     f" | {plus_minus(*c['measured_update_s'])} / {plus_minus(*c['predicted_update_s'])} | "
+                     f"{c['error'] * 100:+.0f}%{'' if c['within'] else ' (beyond 15%)'} | "
+                     f"{plus_minus(c['unmodelled_s'])} | {c['link']} |")
+    return head + "\n".join(lines) + ("\n\nEach cell: measured / predicted, mean ± 95% interval, middle 60% of "
+                                     "updates. Compute and step: micro runs x cores shared; wait: the expected "
+                                     "slowest of one draw per rank from the run's per-rank compute, minus rank 0's "
+                                     "mean; all-reduce: the benchmark's fitted link (the slowest rank's hook time "
+                                     "measured); unmodelled: the measured update minus rank 0's compute, hook and "
+                                     "step (fetching the batch, zeroing the gradients).\n")
 
 
 def presets_markdown(links) -> str:

@@ -66,14 +66,17 @@ def write_model_plots(rows: pd.DataFrame, best: dict, checks: pd.DataFrame, fold
                                             dots="extrapolated" in rows)
     if len(checks):
         fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-        labels = [f"N={n}" for n in checks["workers"]]
+        labels = [f"N={n}" + (f"\n{s:g} ms" if s else "") for n, s in zip(checks["workers"], checks["straggle_ms"])]
         x = range(len(checks))
-        ax.bar([i - 0.2 for i in x], checks["measured_update_s"], width=0.4, label="measured")
-        ax.bar([i + 0.2 for i in x], checks["predicted_update_s"], width=0.4, label="predicted")
+        for shift, key, label in ((-0.2, "measured_update_s", "measured"), (0.2, "predicted_update_s", "predicted")):
+            values = [v for v, _ in checks[key]]  # (mean, 95% half-width) per run
+            halves = [h if h == h else 0.0 for _, h in checks[key]]
+            ax.bar([i + shift for i in x], values, width=0.4, yerr=halves, capsize=3, label=label)
         ax.set_xticks(list(x))
         ax.set_xticklabels(labels)
         ax.set_ylabel("update time (s)")
-        ax.set_title("Real DDP runs: predicted vs measured update time", fontsize=10)
+        ax.set_title("Real DDP runs: predicted vs measured update time (95% intervals; straggler mean)",
+                     fontsize=10)
         ax.legend()
         out["ddp_predicted_vs_measured"] = _save(fig, folder / "ddp_predicted_vs_measured.png")
     return out

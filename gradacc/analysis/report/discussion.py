@@ -9,7 +9,6 @@ from gradacc.analysis.report.noise import noise_sentences
 from gradacc.analysis.report.part4 import part4_numbers
 from gradacc.analysis.text import short
 from gradacc.analysis.uncertainty import TYPICAL_ACCURACY_SD
-from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
 
 TRACK_PCT = 15.0  # an update time within this share of 'K x micro + step' is said to track it
 NOTE_PCT = 2.0  # a mean gap to 'K x micro + step' below this is not worth explaining
@@ -189,41 +188,6 @@ def part3(table: pd.DataFrame, epoch_curve: pd.DataFrame, images_per_run: int | 
     return out
 
 
-def part4(table: pd.DataFrame) -> list[str]:
-    out = [
-        "What accumulation captures: each update applies the same gradient as N=K synchronous workers that each "
-        "compute one micro-batch of 64 and average their gradients (the sum of loss/K over K micro-batches is "
-        "that average), with the same effective batch, lr and number of updates, so Part 3's convergence "
-        "carries over to N=K workers.",
-        "BatchNorm normalises each micro-batch of 64 on its own, as DDP without SyncBatchNorm does; its running "
-        "statistics are updated K times per update here, where a DDP job keeps rank 0's.",
-        "What it misses: the all-reduce of the gradient every update (latency plus bandwidth: ResNet-18 has "
-        f"{RESNET18_PARAMS:,} parameters, {GRADIENT_BYTES / 1e6:.1f} MB in float32), the barrier at which every worker "
-        "waits for the slowest (stragglers), the topology that sets the all-reduce's cost (NVLink, PCIe, "
-        "network; ring or tree), and the overlap of that communication with the backward pass.",
-    ]
-    rows = table[table["micro_iter_ms_mean"].notna()]
-    if not rows.empty:
-        step = rows["opt_step_ms_mean"].fillna(0.0)
-        per_update = rows["micro_iter_ms_mean"] + step
-        bounds = ", ".join(f"N={int(r.k)}: {short(64 * r.k / (p / 1e3))} images/s"
-                           for r, p in zip(rows.itertuples(), per_update))
-        out.append(f"The number a real worker would pay per update is the measured compute of one micro-batch, "
-                   f"{short(rows['micro_iter_ms_mean'].mean())} ms on average here, plus the optimizer step "
-                   f"({short(step.mean())} ms), plus the communication; the simulation pays K micro-iterations "
-                   "instead. "
-                   f"Without communication and waiting, N=K workers would reach at most {bounds}; the all-reduce, "
-                   "the barrier and stragglers only lower these bounds.")
-        one = table.loc[table["k"] == 1, "throughput_img_s"]
-        last = rows.iloc[-1]
-        if len(one) and pd.notna(one.iloc[0]) and last.k > 1:
-            bound = 64 * last.k / (per_update.iloc[-1] / 1e3)
-            out.append(f"That bound for N={int(last.k)} is {bound / one.iloc[0]:.1f}x the measured throughput of "
-                       f"one worker (K=1, {short(one.iloc[0])} images/s): the ideal speed-up, before any "
-                       "communication.")
-    return out
-
-
 def _marked(sentences: list[str], smoke: bool) -> list[str]:
     """In a smoke study every claim says so: the first of a part says why (the tiny subset says nothing about K),
     the others carry the mark."""
@@ -247,6 +211,6 @@ def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
             section.table, curves(series, runs, "train_loss"), int(sizes.iloc[0]) if len(sizes) else None,
             lr_words(runs[runs["part"] == "converge"], sorted(int(k) for k in section.table["k"]))), smoke),
         "Part 3, why: the gradient noise scale": _marked(noise_sentences(section, series), smoke),
-        "Part 4: what real synchronous SGD adds": part4(section.table) + part4_numbers(
-            runs, section.table, series, section.ddp),
+        "Part 4: what real synchronous SGD adds": _marked(part4_numbers(runs, section.table, series, section.ddp),
+                                                           smoke),
     }
