@@ -26,14 +26,20 @@ def process_gone(tags: dict[str, str]) -> bool:
     return False
 
 
-def orphans(study: str) -> list:
-    """The runs of `study` still RUNNING whose process no longer exists."""
+def orphans(study: str | None, exp_ids: list[str] | None = None) -> list:
+    """The runs of `study` (None: every run) in `exp_ids` (None: every experiment) still RUNNING whose process no
+    longer exists."""
     c = client()
-    with store_errors(f"looking for runs of study {study} left RUNNING"):
-        exp_ids = [e.experiment_id for e in c.search_experiments()]
-        left = c.search_runs(exp_ids, f"tags.`{STUDY}.{study}` = '1' and attributes.status = 'RUNNING'") \
-            if exp_ids else []
+    with store_errors("looking for runs left RUNNING" + (f" in study {study}" if study else "")):
+        exp_ids = exp_ids if exp_ids is not None else [e.experiment_id for e in c.search_experiments()]
+        wanted = "attributes.status = 'RUNNING'" + (f" and tags.`{STUDY}.{study}` = '1'" if study else "")
+        left = c.search_runs(exp_ids, wanted) if exp_ids else []
     return [run for run in left if process_gone(run.data.tags)]
+
+
+def orphan_names(exp_id: str, study: str | None) -> list[str]:
+    """'name (run id)' of each orphan of the experiment (or of its study): what compare leaves out and says so."""
+    return [f"{run.info.run_name} ({run.info.run_id})" for run in orphans(study, [exp_id])]
 
 
 def end_orphans(study: str, by: str) -> list[str]:
