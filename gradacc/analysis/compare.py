@@ -99,9 +99,8 @@ def repeat_lines(runs: pd.DataFrame) -> dict[tuple, list[str]]:
         seed_text = "" if pd.isna(seed) else f", seed {int(seed)}"
         lines.setdefault(setting, []).append(
             f"{part} K={int(k)}{seed_text}: {len(group)} finished runs ({', '.join(shown)}, newest first); the "
-            f"newest, started {group['start_time'].iloc[0]:%Y-%m-%d %H:%M} UTC, is taken, not their mean: runs of one "
-            "seed are not independent repeats (a seed's training is the same each time), and the newest comes from "
-            "the latest code")
+            f"newest, started {group['start_time'].iloc[0]:%Y-%m-%d %H:%M} UTC, is taken (the latest code), not "
+            "their mean: the intervals are over seeds, one run each")
     return lines
 
 

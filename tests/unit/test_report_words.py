@@ -49,9 +49,8 @@ def test_several_runs_of_one_seed_say_which_is_taken():
                                 expected_parts=("update",))
     assert section.table.loc[0, "update_time_s_mean"] == 2.08
     assert section.repeats == ["update K=4, seed 42: 2 finished runs (2.08 s, 2.59 s, newest first); the newest, "
-                               "started 2026-01-01 01:00 UTC, is taken, not their mean: runs of one seed are not "
-                               "independent repeats (a seed's training is the same each time), and the newest comes "
-                               "from the latest code"]
+                               "started 2026-01-01 01:00 UTC, is taken (the latest code), not their mean: the "
+                               "intervals are over seeds, one run each"]
     assert section.repeats[0] in notes(section)
     (single,) = build_sections(older, expected_ks=(4,), expected_parts=("update",))
     assert single.repeats == []

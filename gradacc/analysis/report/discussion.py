@@ -150,12 +150,14 @@ def _expectation(rows: pd.DataFrame, lr: str | None, images: str) -> list[str]:
                 "lr (higher loss and lower accuracy at larger K) is not theirs to test."]
     text = (f"With {lr}, K times larger batches take K times fewer steps of the same size{images}: the plain "
             "expectation is higher loss and lower accuracy at larger K.")
-    against = [s for s in steps(rows, "test_accuracy", "converge_n", every_pair=True) if s.verdict == RESOLVED
-               and s.diff > 0] + [s for s in steps(rows, "final_train_loss", "converge_n", every_pair=True)
-                                  if s.verdict == RESOLVED and s.diff < 0]
+    against = [("accuracy", s) for s in steps(rows, "test_accuracy", "converge_n", every_pair=True)
+               if s.verdict == RESOLVED and s.diff > 0] + [
+        ("loss", s) for s in steps(rows, "final_train_loss", "converge_n", every_pair=True)
+        if s.verdict == RESOLVED and s.diff < 0]
     if against:
-        return [text + " These runs depart from it, resolved: " + ", ".join(
-            f"K={s.b} {'above' if s.diff > 0 else 'below'} K={s.a}" for s in against) + "."]
+        said = [(f"the test accuracy higher at K={s.b} than at K={s.a}" if label == "accuracy" else
+                 f"the final training loss lower at K={s.b} than at K={s.a}") for label, s in against]
+        return [text + " These runs depart from it, resolved: " + "; ".join(said) + "."]
     if trend(rows, "test_accuracy", "converge_n") == "falls" and trend(rows, "final_train_loss",
                                                                       "converge_n") == "rises":
         return [text + " These runs resolve it: every step of both goes that way."]
@@ -195,7 +197,15 @@ def _marked(sentences: list[str], smoke: bool) -> list[str]:
         return sentences
     first, *rest = sentences
     return ["Smoke runs (tiny data): nothing here says anything about K. " + first] + [
-        f"Smoke runs: {s[0].lower()}{s[1:]}" for s in rest]
+        f"Smoke runs: {_lowered(s)}" for s in rest]
+
+
+def _lowered(sentence: str) -> str:
+    """The sentence with its first word in lower case where it is a plain word ('Throughput'), not a name or a
+    symbol ('BatchNorm', 'K=1:')."""
+    word = sentence.split(" ", 1)[0]
+    plain = word.isalpha() and word[1:].islower()
+    return sentence[0].lower() + sentence[1:] if plain else sentence
 
 
 def discussion(section: Section, series: pd.DataFrame) -> dict[str, list[str]]:
