@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.e2e import REPO_ROOT, all_runs, history, launched_run_id, run_cli, smoke_store, subprocess_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 
 @pytest.fixture()
@@ -76,24 +76,26 @@ def test_ctrl_c_under_mlflow_run_keeps_the_partial_series(store):
 
 def test_sweep_stopped_under_mlflow_run_resumes(store):
     """The launcher alone is interrupted once one child run has finished; `gradacc sweep` then measures only
-    what was not finished."""
-    ks = "1,2"
+    what was not finished. Whenever the signal lands (mid-run, while a finished run is logged, which then ends
+    FINISHED, or after the last run, on a loaded machine), the same holds: nothing is left RUNNING, and the resumed
+    sweep reuses every FINISHED run and measures the rest, so the test does not depend on timing."""
+    ks = "1,2,4"
     proc = launch("main", {"ks": ks, "parts": "update"}, "interrupt-sweep")
     wait_for(proc, store, "interrupt-sweep", lambda runs: any(
         r.info.status == "FINISHED" and r.data.tags.get("gradacc.part") == "update" for r in runs))
     err = finish(proc, signal.SIGINT, group=False)
-    assert proc.returncode != 0, err
     updates = [r for r in all_runs(store) if r.data.tags.get("gradacc.part") == "update"]
     finished = {r.data.params["k"]: r.info.run_id for r in updates if r.info.status == "FINISHED"}
-    assert finished and len(finished) < 2, err
+    assert finished, err
+    assert len(finished) == 3 or proc.returncode != 0, err  # stopped before the end: not a success
     assert all(r.info.status != "RUNNING" for r in all_runs(store)), err
 
     resumed = run_cli(["sweep", "--smoke", "--threads", "1", "--parts", "update", "--ks", ks,
                        "--experiment", "interrupt-sweep"])
     assert resumed.code == 0, resumed.err
-    assert f"{2 - len(finished)} runs measured, {len(finished)} reused" in resumed.err
+    assert f"{3 - len(finished)} runs measured, {len(finished)} reused" in resumed.err
     after = [r for r in all_runs(store) if r.data.tags.get("gradacc.part") == "update"
              and r.info.status == "FINISHED"]
-    assert sorted(r.data.params["k"] for r in after) == ["1", "2"]  # each configuration finished once
+    assert sorted(r.data.params["k"] for r in after) == ["1", "2", "4"]  # each configuration finished once
     assert {k: run_id for k, run_id in ((r.data.params["k"], r.info.run_id) for r in after)
             if k in finished} == finished  # the finished ones were reused, not measured again
