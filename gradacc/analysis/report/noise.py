@@ -119,7 +119,7 @@ def noise_sentences(section: Section, series: pd.DataFrame) -> list[str]:
         lrs = sorted({float(v) for v in runs.get("lr", pd.Series(dtype=float)).dropna()})
         held = f"holds the lr at {lrs[0]:g} for every K" if len(lrs) == 1 else "does not scale the lr with K"
         out.append("The 1 + B_noise/B prediction assumes a learning rate tuned for each batch size. This setting "
-                   f"{held}, so the ordering of its losses mostly reflects K times fewer "
+                   f"{held}, so any ordering of its losses would mostly reflect K times fewer "
                    "steps of the same size, not the noise scale; the linear-scaling variant (--lr-scaling linear) "
                    "is where the prediction applies better, and the report tests it there.")
     elif epochs.empty:
