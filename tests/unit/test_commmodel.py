@@ -118,7 +118,7 @@ def test_ddp_runs_match_a_setting_and_read_beside_accumulation():
     chosen = matching_ddp(ddp, {"device_type": "cpu", "device_name": "X", "smoke": False, "torch_threads": 2})
     table = pd.DataFrame([{"k": 2, "update_time_s_mean": 0.6, "test_accuracy": 44.1, "final_train_loss": 1.63}])
     text, = ddp_sentences(chosen, table)
-    assert "compute 900 ms + all-reduce 250 ms" in text and "Accumulation with K=2" in text and "44.1%" in text
+    assert "of which compute 900 ms, all-reduce 250 ms" in text and "Accumulation with K=2" in text and "44.1%" in text
 
 
 def test_report_bound_is_n_times_one_measured_worker():

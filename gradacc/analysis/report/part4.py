@@ -102,9 +102,13 @@ def model_sentences(runs: pd.DataFrame, series: pd.DataFrame) -> list[str]:
            "where a network joins nodes, through one network card per GPU, as in DGX/HGX nodes: each card carries "
            "an eighth of the gradient)."]
     for n in SHOWN_NS:
+        shown = [name for name in SHOWN if (name, n) in at]
+        same = all(at[name, n]["update_s"] == at[shown[0], n]["update_s"] for name in shown)
         parts = [f"{name}: {_ms(at[name, n]['update_s'])} per update, of which all-reduce "
                  f"{_ms(at[name, n]['allreduce_s'])}, efficiency {at[name, n]['efficiency'] * 100:.0f}%"
-                 for name in SHOWN if (name, n) in at]
+                 for name in (shown[:1] if same else shown)]
+        if same and len(shown) > 1:  # N within one node: no network is crossed
+            parts[0] += f" (the same on {', '.join(shown[1:])}: {n} workers fit in one node)"
         wait = at[SHOWN[0], n]["straggler_s"]
         out.append(f"At N={n}: " + "; ".join(parts) + f". Waiting for the slowest worker adds {_ms(wait)} "
                    f"({wait / samples.seconds.mean() * 100:.0f}% of a mean micro-iteration; "
@@ -148,12 +152,13 @@ def ddp_sentences(ddp: pd.DataFrame, table: pd.DataFrame) -> list[str]:
                  else "; the all-reduce includes waiting for the slower worker")
         text = (f"Real DDP, {n} workers ({run.run_name}, {_plural(int(run.torch_threads), 'thread')} each"
                 + (f", rank {n - 1} straggling by an exponential sleep of mean {straggle:g} ms" if straggle else "")
-                + f"): {run.update_time_s_mean:.3g} s per update = compute {run.compute_ms_mean:,.0f} ms + all-reduce "
-                f"{run.allreduce_ms_mean:,.0f} ms ({run.allreduce_bytes / 1e6:.1f} MB per update; algbw "
-                f"{run.algbw_gb_s:.3g} GB/s, busbw {run.busbw_gb_s:.3g} GB/s{waits}) + step "
+                + f"): {run.update_time_s_mean:.3g} s per update, of which compute {run.compute_ms_mean:,.0f} ms, "
+                f"all-reduce {run.allreduce_ms_mean:,.0f} ms ({run.allreduce_bytes / 1e6:.1f} MB per update; algbw "
+                f"{run.algbw_gb_s:.3g} GB/s, busbw {run.busbw_gb_s:.3g} GB/s{waits}) and step "
                 f"{run.opt_step_ms_mean:.3g} ms; test accuracy {run.test_accuracy:.1f}%, final training loss "
-                f"{run.final_train_loss:.3f}")
-        if len(acc) and pd.notna(acc["update_time_s_mean"].iloc[0]):
+                f"{run.final_train_loss:.3f}" + (" (a straggler changes the times, not the arithmetic)" if straggle
+                                                 else ""))
+        if len(acc) and pd.notna(acc["update_time_s_mean"].iloc[0]) and not straggle:
             row = acc.iloc[0]
             text += (f". Accumulation with K={n} here: {row['update_time_s_mean']:.3g} s per update, test accuracy "
                      f"{row['test_accuracy']:.1f}%, final loss {row['final_train_loss']:.3f}")
