@@ -32,7 +32,8 @@ def private_folder(path: Path) -> None:
 
 
 def make_private(root: Path) -> None:
-    """Everything under `root` (copied in with the source's modes) made 0700 / 0600."""
+    """`root` and everything under it (copied in with the source's modes) made 0700 / 0600."""
+    os.chmod(root, FOLDER_MODE)
     for folder, dirs, files in os.walk(root):
         for name in dirs:
             os.chmod(os.path.join(folder, name), FOLDER_MODE)
