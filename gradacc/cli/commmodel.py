@@ -57,7 +57,8 @@ class PerGpu(WholeNumber):
               help="The link between the GPUs of one node under a network preset.")
 @click.option("--latency-us", type=OptionalNumber(), default="auto", show_default=True,
               help="A network link of your own: latency per ring step (us); with --bandwidth-gb-s (auto: no link "
-                   "of your own, the presets only).")
+                   "of your own, the presets only). Given, it is also the link the DDP runs are checked on, instead of "
+                   "the newest `gradacc allreduce` benchmark of their device.")
 @click.option("--bandwidth-gb-s", type=OptionalNumber(), default="auto", show_default=True,
               help="A network link of your own: bandwidth per direction and card in GB/s (Gb/s / 8); with "
                    "--latency-us (auto: no link of your own).")

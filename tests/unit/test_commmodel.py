@@ -142,3 +142,16 @@ def test_report_gives_no_best_n_for_a_target_met_at_the_first_update():
     rows = cm.predict([0.1, 0.2], 0.0, 1e6, [cm.Topology("t", LINK, None, 10**9)], [1, 2])
     text, = target_sentences(runs, series, rows, [1, 2])
     assert "met at the first update already (K=1, 2)" in text and "Best N" not in text
+
+
+def test_a_smoke_study_says_so_in_part_4_too():
+    from gradacc.analysis.compare import build_sections
+    from gradacc.analysis.report.discussion import discussion
+    from tests.support.compare import runs_frame
+    no_series = pd.DataFrame(columns=["run_id", "part", "k", "key", "step", "value"])
+    frame = runs_frame(micro={1: 100.0, 2: 101.0})
+    smoke = discussion(build_sections(frame.assign(smoke=True))[0], no_series)["Part 4: what real synchronous SGD adds"]
+    assert smoke[0].startswith("Smoke runs (tiny data): nothing here says anything about K. ")
+    assert all(s.startswith("Smoke runs") for s in smoke)
+    real = discussion(build_sections(frame)[0], no_series)["Part 4: what real synchronous SGD adds"]
+    assert not any("Smoke" in s for s in real)
