@@ -8,7 +8,7 @@ from gradacc.analysis.compare import build_sections, notes
 from gradacc.analysis.plots.compare import window_label
 from gradacc.analysis.report.claims import MEANING
 from gradacc.analysis.report.html import prose, render_report
-from gradacc.analysis.report.noise import noise_sentences
+from gradacc.analysis.report.noise import noise_sentences, variant_sentences
 from gradacc.analysis.text import esc
 from tests.support.compare import runs_frame
 
@@ -76,3 +76,20 @@ def test_the_meaning_of_the_intervals_is_said_once():
                          {}, "t", "src")
     assert len(sections) == 2 and page.count(esc(MEANING)) == 1
     assert "conservative test" in MEANING and "not shown equal" in MEANING
+
+
+def test_a_variant_narrows_the_gap_only_where_the_intervals_resolve_it():
+    def seeds(accuracy, variant):
+        frames = [runs_frame(accuracy={k: v[i] for k, v in accuracy.items()}, seeds=(42 + i,)) for i in range(3)]
+        return pd.concat(frames, ignore_index=True).assign(variant=variant)
+
+    protocol = seeds({1: [44.0, 44.2, 43.8], 8: [36.0, 36.2, 35.8]}, "protocol")  # an 8-point gap
+    tight = seeds({1: [44.0, 44.2, 43.8], 8: [42.0, 42.2, 41.8]}, "lr=linear")  # 2 points
+    loose = seeds({1: [44.0, 48.0, 40.0], 8: [42.0, 46.0, 38.0]}, "lr=linear")
+    base, variant = build_sections(pd.concat([protocol, tight], ignore_index=True))
+    said = " ".join(variant_sentences(variant, base))
+    assert "the variant narrows the gap by 6.0 points, resolved (95% interval ± " in said
+    base, variant = build_sections(pd.concat([protocol, loose], ignore_index=True))
+    said = " ".join(variant_sentences(variant, base))
+    assert "the two gaps differ by 6.0 points, within the 95% interval of that difference" in said
+    assert "narrows" not in said

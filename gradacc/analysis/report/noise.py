@@ -2,17 +2,19 @@
 protocol; every sentence computed from the runs' numbers."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from gradacc.analysis.compare import Section, curves
 from gradacc.analysis.text import esc, html_table, short
+from gradacc.analysis.uncertainty import t_975
 from gradacc.core.noise import EMA_DECAY
 from gradacc.names import NOISE_UNAVAILABLE_K1
 
 HOLD_PCT = 25.0  # measured step ratios within this share of 1 + B_noise/B's are said to follow the prediction
 SMOOTH_SHARE = 10  # steps-to-loss uses a centred running mean over 1/10 of each K's updates
-CLOSE_POINTS = 1.0  # a K=min-to-K=max accuracy gap below this many points is 'closed'
 SAME_ENV = ("smoke", "device_type", "device_name", "loader", "torch_threads")  # what a variant's partner shares
 
 
@@ -155,32 +157,48 @@ def _change(gap: float) -> str:
     return f"{'falls' if gap >= 0 else 'rises'} by {abs(gap):.1f} points"
 
 
+def _accuracy(section: Section) -> dict[int, tuple[float, float, int]]:
+    """K -> (mean test accuracy, its std over seeds, seeds) of a section's converge runs."""
+    return {int(r.k): (float(r.test_accuracy), float(r.test_accuracy_sd), int(r.converge_n))
+            for r in section.table.itertuples() if pd.notna(r.test_accuracy)}
+
+
+def _gap_verdict(base: dict, variant: dict, low: int, high: int) -> str:
+    """Whether the variant's K=low-to-high accuracy gap is resolved apart from the base's: the 95% t interval of
+    the difference of the two gaps (four independent means, the fewest seeds' degrees of freedom), or none with
+    one seed at any of the four."""
+    cells = [base[low], base[high], variant[low], variant[high]]
+    change = (base[low][0] - base[high][0]) - (variant[low][0] - variant[high][0])
+    if min(n for _m, _sd, n in cells) < 2:
+        return "one seed at some of these K, so the gaps carry no interval: whether the variant changes the gap is " \
+               "not resolved"
+    half = t_975(min(n for _m, _sd, n in cells) - 1) * math.sqrt(sum(sd ** 2 / n for _m, sd, n in cells))
+    if abs(change) <= half:
+        return f"the two gaps differ by {abs(change):.1f} points, within the 95% interval of that difference " \
+               f"(± {half:.1f}): not resolved"
+    return (f"the variant {'narrows' if change > 0 else 'widens'} the gap by {abs(change):.1f} points, resolved "
+            f"(95% interval ± {half:.1f})")
+
+
 def variant_sentences(variant: Section, base: Section) -> list[str]:
     """The accuracy gap from the smallest to the largest K that both measured, under the base (the protocol)
-    and under the variant, and the per-K differences."""
+    and under the variant, whether the intervals resolve a change of it, and the per-K differences."""
     name = "the protocol" if (base.setting.get("variant") or "protocol") == "protocol" else \
         f"variant {base.setting['variant']}"
-    accuracy = {which: {int(r.k): float(r.test_accuracy) for r in section.table.itertuples()
-                        if pd.notna(r.test_accuracy)} for which, section in (("base", base), ("variant", variant))}
+    accuracy = {"base": _accuracy(base), "variant": _accuracy(variant)}
     both = sorted(set(accuracy["base"]) & set(accuracy["variant"]))
     out = []
     if len(both) >= 2:
         low, high = both[0], both[-1]
-        pg, vg = (accuracy[w][low] - accuracy[w][high] for w in ("base", "variant"))
-        if pg < CLOSE_POINTS:
-            verdict = f"{name} shows no gap to close" + (", and the variant opens one" if vg >= CLOSE_POINTS else "")
-        elif abs(vg) < CLOSE_POINTS:
-            verdict = f"the variant closes the gap (below {CLOSE_POINTS:g} point)"
-        elif vg < pg:
-            verdict = "the variant narrows the gap"
-        else:
-            verdict = "the variant does not narrow the gap"
+        pg, vg = (accuracy[w][low][0] - accuracy[w][high][0] for w in ("base", "variant"))
         out.append(f"From K={low} to K={high}, test accuracy {_change(pg)} under {name} and {_change(vg)} in the "
-                   f"variant: {verdict}.")
+                   f"variant: {_gap_verdict(accuracy['base'], accuracy['variant'], low, high)}.")
     if both:
+        single = all(accuracy[w][k][2] < 2 for w in accuracy for k in both)
         out.append(f"Variant minus {name}, test accuracy: " + ", ".join(
-            f"K={k} {round(accuracy['variant'][k] - accuracy['base'][k], 1) + 0.0:+.1f}" for k in both)
-            + " points (one run per K and seed: the seed-to-seed spread is 1-3 points on this study's GPU).")
+            f"K={k} {round(accuracy['variant'][k][0] - accuracy['base'][k][0], 1) + 0.0:+.1f}" for k in both)
+            + " points" + (" (one seed per K in each: these differences carry no interval)." if single else
+                           "; each K's intervals are in the tables of the two settings above."))
     return out
 
 
