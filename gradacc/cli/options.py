@@ -23,7 +23,8 @@ def common_options(func):
                      help="device: subset on the device, batched augmentation there; torchvision: the seeds' "
                           "DataLoader (2 workers, pinned memory)."),
         click.option("--threads", type=Threads(), default="auto", show_default=True,
-                     help="torch CPU threads (auto = torch's default, one per physical core)."),
+                     help="torch CPU threads (auto = torch's default, one per physical core); at most the cores "
+                          "this process may use, unless GRADACC_THREADS_OVER_CORES=1 (then 8 per core)."),
         click.option("--data-dir", default="auto", show_default=True,
                      help="Folder that holds cifar-10-batches-py/ (auto: $GRADACC_DATA_DIR, else ./data)."),
         click.option("--experiment", default=None, show_default="$MLFLOW_EXPERIMENT_NAME, else MLflow's Default",
