@@ -101,7 +101,7 @@ def test_table_values_order_and_repeats(sections, study):
     chosen = set(sections[0].runs["run_id"])
     assert ids["repeat"] in chosen and ids["micro", 4, 42] not in chosen
     (repeat,) = sections[0].repeats  # the left-out run is named, not silently dropped
-    assert repeat.startswith("micro K=4, seed 42: 2 finished runs (130.0 ms, 100.0 ms, newest first); the newest")
+    assert repeat.startswith("micro K=4, seed 42: 2 finished runs (130 ms, 100 ms, newest first); the newest")
     assert not {ids["failed"], ids["smoke"], ids["outside"], ids["sweep"]} & chosen
 
 
