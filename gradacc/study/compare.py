@@ -30,7 +30,6 @@ from gradacc.study.console import say
 from gradacc.study.folders import cannot_write, check_writable
 from gradacc.tracking.experiments import others_with_runs, where_else
 from gradacc.tracking.orphans import orphan_names
-from gradacc.tracking.orphans import orphan_names
 from gradacc.tracking.results import load_runs, load_series, resolve_experiments, smoke_choice
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
 
@@ -142,9 +141,6 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     (exp_id, name), = resolve_experiments(experiment)
     runs = load_runs(exp_id, study=study, parts=None, include_smoke=True, statuses=None)
     where = f"in experiment {name!r}" + (f" for study {study!r}" if study else "")
-    if orphaned := orphan_names(exp_id, study):  # RUNNING, their process gone: never FINISHED, so left out
-        say(f"compare: leaving out {len(orphaned)} run(s) left RUNNING by a process that no longer exists: "
-            f"{', '.join(orphaned)} (a `gradacc sweep --study <id>` that resumes their study ends them KILLED)")
     if orphaned := orphan_names(exp_id, study):  # RUNNING, their process gone: never FINISHED, so left out
         say(f"compare: leaving out {len(orphaned)} run(s) left RUNNING by a process that no longer exists: "
             f"{', '.join(orphaned)} (a `gradacc sweep --study <id>` that resumes their study ends them KILLED)")
