@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from gradacc.analysis.compare import build_sections, display_rows, table_text
-from gradacc.analysis.report.discussion import discussion, lr_words, part1, part2, part3
+from gradacc.analysis.report.discussion import _lowered, discussion, lr_words, part1, part2, part3
 from tests.support.compare import runs_frame
 
 
@@ -145,6 +145,11 @@ def test_unresolved_steps_claim_no_trend_and_give_seeds_from_the_measured_spread
 def test_a_resolved_step_against_the_expectation_departs():
     text = part3_text({1: [40.0, 40.2, 39.8], 2: [45.0, 45.2, 44.8]})
     assert "These runs depart from it, resolved: the test accuracy higher at K=2 than at K=1." in text
+    frame = seeds_frame({1: [40.0, 40.2, 39.8], 2: [40.0, 40.5, 39.6], 4: [39.0, 39.3, 38.8]})
+    frame["final_train_loss"] = 2.0 - frame["k"] * 0.1 + frame["seed"] * 0.001  # falls with K: resolved steps
+    said = " ".join(part3(build_sections(frame)[0].table, pd.DataFrame(), None, "the lr held at 0.1 for every K"))
+    assert "resolved: the final training loss lower at K=2 than at K=1, at K=4 than at K=1, at K=4 than at K=2." \
+        in said
 
 
 def test_the_lr_is_read_from_the_runs():
@@ -170,6 +175,8 @@ def test_a_smoke_study_marks_every_sentence_of_parts_1_to_3():
         assert sentences[0].startswith("Smoke runs (tiny data): nothing here says anything about K. "), part
         assert all(s.startswith("Smoke runs") for s in sentences), part
         assert not any(s.startswith(("Smoke runs: k=", "Smoke runs: batchNorm")) for s in sentences), part
+    assert _lowered("Micro-iteration time, 3 runs") == "micro-iteration time, 3 runs"
+    assert _lowered("Throughput, 3 runs") == "throughput, 3 runs" and _lowered("K=1: x") == "K=1: x"
     (real,) = build_sections(frame)
     assert not any("Smoke" in s for s in sum(discussion(real, no_series).values(), []))
 

@@ -154,13 +154,15 @@ def _expectation(rows: pd.DataFrame, lr: str | None, images: str) -> list[str]:
                 "lr (higher loss and lower accuracy at larger K) is not theirs to test."]
     text = (f"With {lr}, K times larger batches take K times fewer steps of the same size{images}: the plain "
             "expectation is higher loss and lower accuracy at larger K.")
-    against = [("accuracy", s) for s in steps(rows, "test_accuracy", "converge_n", every_pair=True)
+    against = [("test accuracy", s) for s in steps(rows, "test_accuracy", "converge_n", every_pair=True)
                if s.verdict == RESOLVED and s.diff > 0] + [
-        ("loss", s) for s in steps(rows, "final_train_loss", "converge_n", every_pair=True)
+        ("final training loss", s) for s in steps(rows, "final_train_loss", "converge_n", every_pair=True)
         if s.verdict == RESOLVED and s.diff < 0]
     if against:
-        said = [(f"the test accuracy higher at K={s.b} than at K={s.a}" if label == "accuracy" else
-                 f"the final training loss lower at K={s.b} than at K={s.a}") for label, s in against]
+        said = [f"the {metric} {sense} " + ", ".join(f"at K={s.b} than at K={s.a}" for label, s in against
+                                                    if label == metric) for metric, sense in
+                (("test accuracy", "higher"), ("final training loss", "lower"))
+                if any(label == metric for label, _s in against)]
         return [text + " These runs depart from it, resolved: " + "; ".join(said) + "."]
     if trend(rows, "test_accuracy", "converge_n") == "falls" and trend(rows, "final_train_loss",
                                                                       "converge_n") == "rises":
@@ -207,7 +209,7 @@ def _marked(sentences: list[str], smoke: bool) -> list[str]:
 def _lowered(sentence: str) -> str:
     """The sentence with its first word in lower case where it is a plain word ('Throughput'), not a name or a
     symbol ('BatchNorm', 'K=1:')."""
-    word = sentence.split(" ", 1)[0]
+    word = sentence.split(" ", 1)[0].rstrip(",:;.").replace("-", "")
     plain = word.isalpha() and word[1:].islower()
     return sentence[0].lower() + sentence[1:] if plain else sentence
 
