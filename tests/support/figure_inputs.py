@@ -97,6 +97,7 @@ def model_inputs(max_workers: int, custom: bool, ddp: bool):
     extra = [cm.custom_link(5.0, 10.0)] if custom else []
     rows = cm.predict(micro, 0.01, 44_726_568, cm.preset_topologies(8, "nvlink", extra), range(1, max_workers + 1))
     best = cm.best_workers(rows, cm.updates_curve({1: 800, 2: 420, 4: 250}, range(1, max_workers + 1)))
-    checks = [{"workers": n, "measured_update_s": 0.5 * n ** 0.2, "predicted_update_s": 0.45 * n ** 0.2}
-              for n in ((2, 4) if ddp else ())]
+    # as check_rows gives them: (mean, 95% half-width) per run, the injected straggler's mean (0: none)
+    checks = [{"workers": n, "straggle_ms": straggle, "measured_update_s": (0.5 * n ** 0.2, 0.01),
+               "predicted_update_s": (0.45 * n ** 0.2, 0.03)} for n, straggle in ((2, 0.0), (4, 300.0)) if ddp]
     return pd.DataFrame(rows), best, pd.DataFrame(checks)
