@@ -9,6 +9,7 @@ DEFAULT_VARIANT = "protocol"  # the `gradacc.variant` of a run that follows the 
 PARTS = ("micro", "update", "converge")  # the measuring parts, in the order a study runs them
 DEFAULT_PARTS = ("micro", "converge")  # a study's default: converge runs also give Part 2's figures
 DDP, SWEEP, COMPARE, COMMMODEL, VERIFY = "ddp", "sweep", "compare", "commmodel", "verify"
+CRITICAL = "critical"  # updates and images to a loss target per K: the critical batch size
 ALLREDUCE = "allreduce"  # the all-reduce benchmark (nccl-tests style): the link that Part 4's model uses
 
 # The per-step series each part logs (metric histories; `series/<key>.csv` artifacts): what load_series fetches.
@@ -16,11 +17,13 @@ ALLREDUCE = "allreduce"  # the all-reduce benchmark (nccl-tests style): the link
 SERIES = {"micro": ("micro_iter_ms", "opt_step_ms"), "update": ("update_time_s",),
           "converge": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s",
                        "noise_scale_simple", "noise_scale_simple_epoch", "grad_norm_sq_est",
-                       "grad_trace_sigma_est", "noise_snapshot_s"),
+                       "grad_trace_sigma_est", "noise_snapshot_s",
+                       "epoch", "images_seen", "lr"),  # per update: the UI's charts put every K on one axis
           "ddp": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s", "compute_ms",
                   "allreduce_ms", "opt_step_ms", "rank_compute_ms", "rank_allreduce_ms",  # rank_*: step = u*N + rank
                   "collective_ms"),
           "allreduce": ("allreduce_size_us", "algbw_size_gb_s", "busbw_size_gb_s")}  # step = message bytes
+SERIES[CRITICAL] = SERIES["converge"] + ("target_loss",)  # a converge run cut at the target, + its measure
 
 # Tag keys
 PART = "gradacc.part"

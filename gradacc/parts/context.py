@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,9 @@ class Result:
     part: str
     series: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     summaries: dict[str, float] = field(default_factory=dict)
+    # where a part hands points as they are measured, [(key, value, wall-clock ms, step)]: the entry point's
+    # writer (gradacc/tracking/live.py); a part must not wait on it
+    live: Callable[[list], None] = field(default=lambda _points: None, repr=False)
 
 
 def series_from(values, first_step: int = 0) -> tuple[list[int], list[float]]:

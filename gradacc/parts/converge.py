@@ -8,6 +8,7 @@ run that does not measure it)."""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from gradacc.core.snapshots import gradient_snapshots
 from gradacc.core.timing import Timer, middle_window
 from gradacc.parts.context import Context, Result, noop, series_from
 from gradacc.parts.update import update_summaries
+
+LIVE_EVERY_S = 30.0  # the longest a long epoch goes without handing its progress to the live writer
+PROGRESS = ("epoch", "images_seen", "lr")  # per update, so that the UI can put every K on one axis
 
 
 class EpochRecord:
@@ -61,9 +65,11 @@ class EpochRecord:
 class Training:
     """One converge run's model, optimizer, stream and records, advanced an update at a time: `run_converge` drives
     one; gradacc/parts/together.py drives several in lockstep. `timed=False` (seeds trained together) times nothing
-    and never synchronises the device: such a run logs no timings."""
+    and never synchronises the device: such a run logs no timings. `live` (Result.live) gets each epoch's points
+    when it ends, and the progress points of a long epoch every LIVE_EVERY_S, each stamped with the wall-clock
+    time its update ended: never inside the timed block, and the call only queues them."""
 
-    def __init__(self, protocol: Protocol, ctx: Context, timed: bool = True):
+    def __init__(self, protocol: Protocol, ctx: Context, timed: bool = True, live=lambda _points: None):
         self.protocol = protocol
         self.model = build_model(protocol.seed, ctx.runtime.device)
         self.optimizer = build_optimizer(self.model, protocol)
@@ -78,16 +84,46 @@ class Training:
         self.update = make_update(self.model, self.optimizer, self.stream, protocol.k, protocol.micro_batch,
                                   protocol.cuda_graphs, after_backward=self.snapshots)
         self.sums: list[torch.Tensor] = []  # the epoch's loss sums stay on the device: one host read per epoch
+        self.live = live
+        self.ended_ms: list[int] = []  # when each update ended (wall clock), its lr
+        self.lrs: list[float] = []
+        self.progress_sent = self.losses_sent = 0  # updates whose points were handed to `live`
+        self.last_sent = time.monotonic()
 
     def step(self) -> None:
         """One update (timed whole, synchronised at both ends as in Part 2, unless `timed=False`)."""
         if self.protocol.warmup_updates > 0:
             set_lr(self.optimizer, self.protocol.lr_at(len(self.record.update_loss) + len(self.sums)))
+        self.lrs.append(self.optimizer.param_groups[0]["lr"])
         if self.timer is None:
             self.sums.append(self.update())
-            return
-        with self.timer:
-            self.sums.append(self.update())
+        else:
+            with self.timer:
+                self.sums.append(self.update())
+        self.ended_ms.append(time.time_ns() // 1_000_000)
+        if time.monotonic() - self.last_sent >= LIVE_EVERY_S:
+            self.live(self.progress_points())
+
+    def progress_points(self) -> list[tuple]:
+        """epoch (fractional), images_seen and lr of the updates not handed on yet."""
+        upe, batch = self.protocol.updates_per_epoch, self.protocol.effective_batch
+        points = [point for u in range(self.progress_sent, len(self.ended_ms)) for point in
+                  (("epoch", (u + 1) / upe, self.ended_ms[u], u), ("images_seen", (u + 1) * batch, self.ended_ms[u], u),
+                   ("lr", self.lrs[u], self.ended_ms[u], u))]
+        self.progress_sent, self.last_sent = len(self.ended_ms), time.monotonic()
+        return points
+
+    def loss_points(self) -> list[tuple]:
+        """The per-update losses read from the device and not handed on yet (with the update's time where it has
+        no snapshots to subtract)."""
+        done = min(len(self.record.update_loss), len(self.ended_ms))  # an interrupt may fall between the two
+        points = [("train_loss_update", self.record.update_loss[u], self.ended_ms[u], u)
+                  for u in range(self.losses_sent, done)]
+        if self.timer is not None and self.snapshots is None:
+            seconds = self.timer.seconds()
+            points += [("update_time_s", seconds[u], self.ended_ms[u], u) for u in range(self.losses_sent, done)]
+        self.losses_sent = done
+        return points
 
     def end_epoch(self, epoch: int) -> None:
         """The epoch's losses read once (raises Diverged), its noise-scale snapshots, the test accuracy when due."""
@@ -95,9 +131,13 @@ class Training:
             self.noise.add_epoch(*self.snapshots.read())
         losses, self.sums = torch.stack(self.sums), []
         self.record.end_epoch(epoch, losses, self.protocol.k)
+        points = self.progress_points() + self.loss_points()
         if self.protocol.eval_every_epoch or epoch == self.protocol.epochs:
             self.record.epoch_acc.append(evaluate(self.model, self.test_images, self.test_labels,
                                                   self.protocol.eval_batch))
+            points.append(("test_accuracy_epoch", self.record.epoch_acc[-1], time.time_ns() // 1_000_000, epoch))
+        # the epoch's mean last: where it is in the store, the whole epoch is
+        self.live(points + [("train_loss", self.record.epoch_loss[-1], self.ended_ms[-1], epoch)])
 
     def close(self, result: Result) -> None:
         """Whatever was measured into `result`, also after a failure or an interrupt; the stream closed."""
@@ -105,7 +145,12 @@ class Training:
         if self.snapshots is not None:
             self.snapshots.close()
         self.record.keep_partial(self.sums, self.protocol.k)
+        self.live(self.progress_points() + self.loss_points())  # an epoch cut short: its updates, their times
         result.series.update(self.record.series())
+        upe, batch = self.protocol.updates_per_epoch, self.protocol.effective_batch
+        done = range(1, len(self.ended_ms) + 1)
+        result.series.update(epoch=series_from([u / upe for u in done]),
+                             images_seen=series_from([u * batch for u in done]), lr=series_from(self.lrs[:len(done)]))
         if self.snapshots is not None:
             result.series.update(self.noise.series())
             result.summaries.update(self.noise.summaries())
@@ -131,7 +176,7 @@ class Training:
 
 
 def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
-    training = Training(protocol, ctx)
+    training = Training(protocol, ctx, live=result.live)
     try:
         for epoch in range(1, protocol.epochs + 1):
             for _ in range(protocol.updates_per_epoch):

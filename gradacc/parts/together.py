@@ -60,8 +60,8 @@ def run_together(protocols: list[Protocol], ctx: Context, results: list[Result],
     stopped: list[BaseException | None] = [None] * len(protocols)
     first = protocols[0]
     try:
-        for protocol in protocols:  # one after another on the current stream: the models' seeding is global
-            trainings.append(Training(protocol, ctx, timed=False))
+        for protocol, result in zip(protocols, results):  # one after another: the models' seeding is global
+            trainings.append(Training(protocol, ctx, timed=False, live=result.live))
         streams = seed_streams(ctx.runtime.device, len(trainings))
         live = list(range(len(trainings)))
         for epoch in range(1, first.epochs + 1):

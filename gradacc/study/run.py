@@ -31,13 +31,14 @@ from gradacc.names import (
     run_name,
 )
 from gradacc.parts.context import Context, Result
-from gradacc.parts.converge import run_converge
+from gradacc.parts.converge import PROGRESS, run_converge
 from gradacc.parts.micro import run_micro
 from gradacc.parts.together import run_together
 from gradacc.parts.update import run_update_part
 from gradacc.study.console import progress_bar, say
 from gradacc.study.deferred import signals_held
 from gradacc.tracking.datasets import subset_record
+from gradacc.tracking.live import LiveWriter
 from gradacc.tracking.orphans import missing_plot
 from gradacc.tracking.runs import TrackedRun, print_link, series_csv, tracked_run
 
@@ -92,8 +93,10 @@ def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Conte
     window = middle_bounds(total) if total else None
     title = f"{name or run_name(result.part, protocol.k, protocol.smoke)} on {ctx.runtime.device_name}"
 
-    def plot(root):
-        plot_run(title, result.series, root / "plots" / f"{result.part}.png", window=window)
+    measured = {key: steps_values for key, steps_values in result.series.items() if key not in PROGRESS}
+
+    def plot(root):  # the measurements; epoch, images_seen and lr are axes, not figures to draw
+        plot_run(title, measured, root / "plots" / f"{result.part}.png", window=window)
 
     if plots_later is None:
         run.log_files(files, writers=[plot])
@@ -190,6 +193,9 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
             run.log_inputs(subset_inputs(p.protocol, ctx, [p.part]))
         for run, p in zip(runs, planned):
             run.log_params(p.given, p.resolved)  # last before measuring: the resolved params say it begins
+        writers = [LiveWriter(run) for run in runs]
+        for result, writer in zip(results, writers):
+            result.live = writer
         say(intro)
         ctx.reset_peak_memory()
         start = time.perf_counter()
@@ -204,7 +210,8 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
                 run.set_tags({FAILURE: str(err)})
             raise
         finally:
-            for run, p, result, error in zip(runs, planned, results, stopped):
+            for run, p, result, error, writer in zip(runs, planned, results, stopped, writers):
+                writer.close()  # what it holds is written before the rest, which skips it
                 if timed:
                     result.summaries.update(wall_time_s=time.perf_counter() - start,
                                             peak_memory_mb=ctx.peak_memory_mb())

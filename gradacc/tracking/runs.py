@@ -83,6 +83,7 @@ class TrackedRun:
         self.client = client()
         self.saved: SavedRun | None = None
         self.status: str | None = None  # how the run ended; None while it is open
+        self.written: set[tuple[str, int]] = set()  # (key, step) of the points written while it trained
 
     def _write(self, call, save) -> None:
         if self.saved is None:
@@ -110,15 +111,21 @@ class TrackedRun:
                                            tags=[RunTag(k, str(v)) for k, v in tags.items()]),
                     lambda saved: saved.add_tags(tags))
 
-    def log_metrics(self, series: dict[str, tuple[list[int], list[float]]],
-                    summaries: dict[str, float]) -> None:
-        """Every per-step series with its steps, then the summaries at step 0, in batches of 1000."""
-        now = int(time.time() * 1000)
-        metrics = [Metric(name, float(v), now, int(s)) for name, (steps, values) in series.items()
-                   for s, v in zip(steps, values)]
-        metrics += [Metric(name, float(v), now, 0) for name, v in summaries.items()]
+    def log_points(self, metrics: list[Metric]) -> None:
+        """Points measured as the run goes (tracking/live.py), each with its own time; remembered as written."""
         self._write(lambda: log_in_batches(self.client, self.run_id, metrics=metrics),
                     lambda saved: saved.add_metrics([(m.key, m.value, m.timestamp, m.step) for m in metrics]))
+        self.written.update((m.key, m.step) for m in metrics)
+
+    def log_metrics(self, series: dict[str, tuple[list[int], list[float]]],
+                    summaries: dict[str, float]) -> None:
+        """Every per-step series with its steps, then the summaries at step 0, in batches of 1000; a point written
+        while the run trained (log_points) is not written again (MLflow would keep both)."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(name, float(v), now, int(s)) for name, (steps, values) in series.items()
+                   for s, v in zip(steps, values) if (name, int(s)) not in self.written]
+        metrics += [Metric(name, float(v), now, 0) for name, v in summaries.items()]
+        self.log_points(metrics)
 
     def log_inputs(self, records: list[dict]) -> None:
         """Dataset inputs, as tracking/datasets.py records them (a saved run keeps the same records)."""
