@@ -6,16 +6,45 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_GIT_REPO_URL
+
+import gradacc
 
 COPIED_PREFIXES = ("mlflow.user", "mlflow.source.", "mlflow.project.", "mlflow.gitRepoURL")
 
 
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):  # no git, or it hangs
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def checkout_tags(package_dir: Path) -> dict[str, str]:
+    """The commit (and the remote's URL, if any) of the git checkout that holds gradacc's own files: MLflow looks
+    for git beside the script it runs (the console script in the venv), so a CLI run in a clone gets none. Nothing
+    where the package is not a tracked file of a checkout (an installed wheel, even in a venv inside a repo)."""
+    if _git(package_dir, "ls-files", "--error-unmatch", "__init__.py") is None:
+        return {}
+    commit = _git(package_dir, "rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    url = _git(package_dir, "remote", "get-url", "origin")
+    return {MLFLOW_GIT_COMMIT: commit, **({MLFLOW_GIT_REPO_URL: url, "mlflow.gitRepoURL": url} if url else {})}
+
+
 @functools.cache
 def _resolved_here() -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(resolve_tags().items()))
+    tags = resolve_tags()
+    if MLFLOW_GIT_COMMIT not in tags:
+        tags.update(checkout_tags(Path(gradacc.__file__).resolve().parent))
+    return tuple(sorted(tags.items()))
 
 
 def context_tags(client: MlflowClient) -> dict[str, str]:
