@@ -25,7 +25,7 @@ from gradacc.tracking.redact import quiet_mlflow_links, redact
 from gradacc.tracking.store import bound_http_retries, describe, sqlite_path, wait_on_sqlite_locks
 from gradacc.tracking.system_metrics import monitoring, switched_on
 
-UI_ADDRESS = "http://127.0.0.1:5000"
+UI_ENV = "GRADACC_UI_URL"  # where the UI of a local store runs (`mlflow ui` takes any free port)
 # The runs this process opened and those an interrupt ended KILLED: what the CLI's last line says after a signal
 OPENED: list[str] = []
 KILLED: list[str] = []
@@ -44,11 +44,18 @@ def launcher_run_id() -> str | None:
     return os.environ.get("MLFLOW_RUN_ID") or None
 
 
-def runs_link(exp_id: str, run_id: str | None = None) -> str:
-    """Where the MLflow 3 UI shows the runs table (or one run) of an experiment (a password in the URI: ***)."""
+def ui_address() -> str | None:
+    """The UI's address: a tracking server's own (a password in the URI: ***); for a local store, $GRADACC_UI_URL
+    (None without it: no address is known, and a guessed port may lead to another server)."""
     uri = redact(mlflow.get_tracking_uri())
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
-    return f"{base}/#/experiments/{exp_id}/runs" + (f"/{run_id}" if run_id else "")
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return os.environ.get(UI_ENV, "").strip().rstrip("/") or None
+
+
+def runs_link(exp_id: str, run_id: str | None = None, base: str | None = None) -> str:
+    """Where the MLflow 3 UI shows the runs table (or one run) of an experiment: its path after `base`."""
+    return f"{base or ''}/#/experiments/{exp_id}/runs" + (f"/{run_id}" if run_id else "")
 
 
 def params_to_log(existing: dict[str, str], given: dict[str, str], resolved: dict[str, str]) -> list[Param]:
@@ -309,5 +316,13 @@ def note_launcher_failure(reason: str, name: str) -> None:
 
 
 def print_link(exp_id: str, run_id: str | None = None) -> None:
-    print(f"runs: {runs_link(exp_id)}" + (f"  (this run: {runs_link(exp_id, run_id)})" if run_id else ""),
+    """The links to the runs in the UI; for a local store with no $GRADACC_UI_URL, the `mlflow ui` command that
+    shows it and the path to open there."""
+    base = ui_address()
+    if base is not None:
+        print(f"runs: {runs_link(exp_id, base=base)}" + (f"  (this run: {runs_link(exp_id, run_id, base)})"
+                                                         if run_id else ""), file=sys.stderr)
+        return
+    print(f"runs: {runs_link(exp_id, run_id)} in this store's UI: `mlflow ui --backend-store-uri "
+          f"{redact(mlflow.get_tracking_uri())}` starts it (set {UI_ENV} to its address to get whole links)",
           file=sys.stderr)
