@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.font_manager import FontProperties  # noqa: E402
 
+from gradacc.core.config import DEFAULT_KS  # noqa: E402
+
 DPI = 110
 SIZE_IN = (6.4, 4.2)
 PAD_IN = 0.08  # kept clear between the outermost text and the figure's edge
@@ -20,8 +22,9 @@ __all__ = ["DPI", "SIZE_IN", "finish", "fit", "k_colors", "plt", "wrap"]
 
 
 def k_colors(ks) -> dict[int, tuple]:
-    """One viridis colour per K, in K's order."""
-    ks = sorted(int(k) for k in ks)
+    """One viridis colour per K, in K's order; the study's Ks are always in that order, so a figure without K=1
+    (the noise scale's) draws K=2 in K=2's colour, not in K=1's."""
+    ks = sorted({int(k) for k in ks} | set(DEFAULT_KS))
     cmap = plt.get_cmap("viridis")
     return {k: cmap(0.85 * i / max(len(ks) - 1, 1)) for i, k in enumerate(ks)}
 
