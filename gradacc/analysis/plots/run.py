@@ -42,7 +42,8 @@ def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path:
             if (lo, hi) != (0, len(values)):
                 ax.axvspan(lo, hi - 1, color="tab:green", alpha=0.15, label="middle 60%")
             ax.axhline(mean, color="tab:red", lw=1, ls="--", label=f"mean {mean:.4g}")
-            ax.legend(loc="upper right")
+            # above the panel, right of its title: inside, it covered the last points (where a run ends)
+            ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=2, frameon=False, fontsize=8, borderaxespad=0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if max(steps) - min(steps) < 2:  # a step or two: room for whole-number ticks around them
             ax.set_xlim(min(steps) - 1, max(steps) + 1)
