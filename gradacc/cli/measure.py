@@ -12,14 +12,22 @@ from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
 
 
 def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             cuda_graphs, tf32, system_metrics, **variant) -> None:
+             cuda_graphs, tf32, system_metrics, log_model=None, **variant) -> None:
     from gradacc.parts.context import prepare
     from gradacc.study.run import execute, given_params
     protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs, **variant)
     ctx = prepare([protocol], device, threads, data_dir, tf32)
+    kept = {} if log_model is None else {"log_model": log_model}  # converge's option only
     execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, cuda_graphs, k=k,
                                               epochs=epochs, seed=seed, tf32=tf32, system_metrics=system_metrics,
-                                              **variant), experiment)
+                                              **kept, **variant), experiment, log_model=bool(log_model))
+
+
+def log_model_option(func):
+    return click.option("--log-model", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+                        show_default=True, help="Log the trained model (mlflow.pytorch.log_model, about 45 MB for "
+                        "ResNet-18) once every epoch has run; `mlflow.pytorch.load_model('runs:/<run id>/model')` "
+                        "reads it back.")(func)
 
 
 def part_command(part: str, doc: str, extra=lambda func: func) -> click.Command:
@@ -41,7 +49,7 @@ update = part_command("update", "Part 2: time of whole updates (s) and throughpu
 converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) after a fixed budget of epochs; each "
                         "update timed whole as in Part 2 and, for K >= 2, the gradient noise scale (its work "
                         "taken out of the update times).",
-                        noise_option)
+                        lambda func: noise_option(log_model_option(func)))
 
 
 @click.command()

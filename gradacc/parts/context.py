@@ -87,6 +87,8 @@ class Result:
     # where a part hands points as they are measured, [(key, value, wall-clock ms, step)]: the entry point's
     # writer (gradacc/tracking/live.py); a part must not wait on it
     live: Callable[[list], None] = field(default=lambda _points: None, repr=False)
+    keep_model: bool = False  # set by the entry point (--log-model): a part that trains one leaves it in `model`
+    model: object = field(default=None, repr=False)  # ... once it trained every epoch
 
 
 def series_from(values, first_step: int = 0) -> tuple[list[int], list[float]]:

@@ -186,3 +186,5 @@ def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop
     finally:
         training.close(result)
     training.summarize(result)
+    if result.keep_model:
+        result.model = training.model

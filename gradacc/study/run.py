@@ -87,6 +87,8 @@ def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Conte
     `plots_later` (a sweep), the plot is not drawn now but appended there as a callable that draws and logs it:
     the sweep draws them after its last configuration, so none waits between two measurements."""
     run.log_metrics(result.series, result.summaries)
+    if result.model is not None:
+        run.log_model(result.model)
     files = {f"series/{name}.csv": series_csv(*steps_values) for name, steps_values in result.series.items()}
     files["environment.txt"] = environment_text(ctx.runtime)
     total = len(result.series.get("update_time_s", ([], []))[0])
@@ -273,13 +275,18 @@ def what_is_measured(part: str, protocol: Protocol, ctx: Context) -> str:
 
 def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], experiment: str | None = None,
             parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-            plots_later: list | None = None) -> Result:
-    """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted."""
+            plots_later: list | None = None, log_model: bool = False) -> Result:
+    """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted.
+    `log_model`: a run that trained every epoch also logs its model (mlflow.pytorch), beside its metrics."""
     name = run_name(part, protocol.k, protocol.smoke)
+
+    def measure(result: Result, advance) -> None:
+        result.keep_model = log_model
+        RUNNERS[part](protocol, ctx, result, advance)
+
     return measure_tracked(name, part, run_tags_of(part, protocol, ctx, tags), given,
                            {**protocol.as_params(), **ctx.params()}, protocol, ctx,
-                           f"{name}: {what_is_measured(part, protocol, ctx)}",
-                           lambda result, advance: RUNNERS[part](protocol, ctx, result, advance),
+                           f"{name}: {what_is_measured(part, protocol, ctx)}", measure,
                            progress_length(part, protocol), experiment, parent_run_id, plots_later)
 
 

@@ -134,6 +134,24 @@ class TrackedRun:
         metrics += [Metric(name, float(v), now, 0) for name, v in summaries.items()]
         self.log_points(metrics)
 
+    def log_model(self, model) -> None:
+        """The trained model as an MLflow model (`model/`; `mlflow.pytorch.load_model` reads it back). MLflow's
+        log_model writes to the active run: this one, resumed for the call (its end sets FINISHED, which the run's
+        own end then sets again). The requirements are given, not inferred: inference loads the model again in
+        a subprocess."""
+        import copy
+        from importlib.metadata import version
+
+        import mlflow.pytorch  # MLflow's torch flavour: only for a run that keeps its model
+        import numpy as np
+        # pickled, as Lightning's checkpoints are: MLflow 3.17's default ('pt2') traces a graph fixed to the
+        # example's batch size; on the CPU, so that a machine with no GPU loads it
+        model = copy.deepcopy(model).cpu().eval()
+        example = np.zeros((2, 3, 32, 32), dtype=np.float32)
+        with store_errors(f"logging the model of run {self.run_id}"), mlflow.start_run(run_id=self.run_id):
+            mlflow.pytorch.log_model(model, name="model", input_example=example, serialization_format="pickle",
+                                     pip_requirements=[f"torch=={version('torch')}"])
+
     def log_inputs(self, records: list[dict]) -> None:
         """Dataset inputs, as tracking/datasets.py records them (a saved run keeps the same records)."""
         self._write(lambda: log_dataset_inputs(self.client, self.run_id, records),
