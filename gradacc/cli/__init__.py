@@ -15,6 +15,7 @@ from gradacc.cli.allreduce import allreduce
 from gradacc.cli.bench import bench
 from gradacc.cli.commmodel import commmodel
 from gradacc.cli.compare import compare
+from gradacc.cli.critical import critical
 from gradacc.cli.ddp import ddp, verify
 from gradacc.cli.measure import converge, micro, sweep, update
 from gradacc.cli.upload import upload
@@ -29,7 +30,8 @@ def cli():
     every run tracked in MLflow."""
 
 
-for command in (micro, update, converge, sweep, compare, upload, bench, ddp, verify, allreduce, commmodel):
+for command in (micro, update, converge, sweep, compare, upload, bench, ddp, verify, allreduce, commmodel,
+                critical):
     cli.add_command(command)
 
 

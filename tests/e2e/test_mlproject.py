@@ -13,7 +13,7 @@ from gradacc.cli import cli
 from tests.support.e2e import REPO_ROOT
 
 ENTRY_COMMANDS = {"main": "sweep", "micro": "micro", "update": "update", "converge": "converge", "ddp": "ddp",
-                  "verify": "verify", "commmodel": "commmodel"}
+                  "verify": "verify", "commmodel": "commmodel", "critical": "critical"}
 NOT_PARAMETERS = {"experiment"}  # `mlflow run --experiment-name` chooses it
 PREFIX = ["python", "-m", "gradacc"]
 
