@@ -24,6 +24,22 @@ from gradacc.names import COMPARE_OUTPUT
 def compare(experiment, study, output, include_smoke):
     """Compare the study's runs from the tracking store: table, plots and an HTML report (Parts 1-4)."""
     # mlflow, pandas and matplotlib are imported when a comparison runs, not when the CLI starts.
+    from gradacc.core.errors import TrackingError
     from gradacc.study.compare import check_output_folder, run_compare
-    check_output_folder(Path(output))  # before loading the runs, which can take a while
-    run_compare(experiment, None if study in ("", "all") else study, output, include_smoke=include_smoke)
+    from gradacc.tracking.store import missing_local_store
+    if missing := missing_local_store():  # nothing to compare, and nothing left behind
+        raise TrackingError(f"no tracking store here: {missing} does not exist (nothing was measured with it); run "
+                           "compare where the runs' mlflow.db is, or set MLFLOW_TRACKING_URI")
+    folder = Path(output)
+    made = not folder.exists()
+    check_output_folder(folder)  # before loading the runs, which can take a while
+    try:
+        run_compare(experiment, None if study in ("", "all") else study, output, include_smoke=include_smoke)
+    except BaseException:
+        if made:  # a comparison that wrote nothing leaves no empty folder behind
+            for empty in sorted((p for p in [folder, *folder.rglob("*")] if p.is_dir()), reverse=True):
+                try:
+                    empty.rmdir()
+                except OSError:  # not empty: something was written, it stays
+                    pass
+        raise

@@ -117,6 +117,14 @@ def sqlite_path(uri: str) -> str | None:
     return None if path in ("", ":memory:") else path
 
 
+def missing_local_store() -> str | None:
+    """The database file of the sqlite store in use when it does not exist yet (a command that only reads would
+    create it, 1 MB and a lock file, in a folder where nothing was measured); None otherwise."""
+    import mlflow  # the tracking URI as MLflow resolves it (its environment variable, its default)
+    path = sqlite_path(mlflow.get_tracking_uri())
+    return path if path and not os.path.exists(path) else None
+
+
 @contextmanager
 def store_lock(uri: str):
     """Processes that open one new sqlite store at once race in its schema migrations and in creating the
