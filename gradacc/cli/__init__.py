@@ -11,6 +11,7 @@ import warnings
 
 import click
 
+from gradacc.cli import heap
 from gradacc.cli.allreduce import allreduce
 from gradacc.cli.bench import bench
 from gradacc.cli.commmodel import commmodel
@@ -68,6 +69,8 @@ def _what_was_kept() -> str:
 
 def main(argv=None) -> None:
     """Entry point: every expected failure is one line on stderr and a non-zero exit, never a traceback."""
+    if argv is None:  # this process's own command line: the collector's policy for a command (cli/heap.py)
+        heap.for_a_command()
     runs = sys.modules.get("gradacc.tracking.runs")
     if runs is not None:  # an earlier call in this process (tests) opened runs of its own
         runs.OPENED.clear()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from gradacc.analysis.plots.style import plt, wrap
+from gradacc.analysis.plots.style import DPI, fit_column, plt, wrap
 
 LABELS = {
     "micro_iter_ms": ("timed micro-iteration", "forward + backward (ms)"),
@@ -29,9 +29,7 @@ def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path:
              window: tuple[int, int] | None = None) -> Path:
     """A column of panels, one per series; `window` shades the steps that a summary averages over."""
     names = [n for n in series if series[n][0]]
-    # constrained layout: unlike tight_layout it keeps the suptitle clear of the first panel's title
-    fig, axes = plt.subplots(len(names) or 1, 1, figsize=(7, 2.6 * max(len(names), 1)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(len(names) or 1, 1, figsize=(7, 2.6 * max(len(names), 1)), squeeze=False, dpi=DPI)
     for ax, name in zip(axes[:, 0], names):
         steps, values = series[name]
         xlabel, ylabel = LABELS.get(name, ("step", name))
@@ -51,8 +49,10 @@ def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path:
         ax.set_ylabel(ylabel)
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    fig.suptitle(wrap(fig, title, 12, share=0.95), fontsize=12)
+    heading = fig.suptitle(wrap(fig, title, 12, share=0.95), fontsize=12)
+    fit_column(fig, axes[:, 0], heading)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return path
+
