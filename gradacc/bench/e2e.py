@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gradacc.bench.costs import KINDS
 from gradacc.bench.lines import Line, tracking_store
 from gradacc.core.config import Protocol
 from gradacc.core.errors import GradaccError
@@ -50,6 +51,21 @@ def _gradacc_results(uri: str, study: str, smoke: bool, seed: int) -> tuple[dict
     return out, float(runs["wall_time_s"].sum())
 
 
+def fixed_costs(costs: dict, measured_s: float, started: float, ended: float, wall_s: float) -> dict[str, float]:
+    """The study's overhead (its wall minus its runs' own wall_time_s) by kind, from gradacc/bench/costs.py's
+    FILE and the epoch seconds at which the bench started the process and saw it end: the interpreter's start,
+    imports, data, the store, tracking the runs (their time less what they measured), their PNGs, compare, the
+    exit after the command returned, and the rest."""
+    seconds = costs["seconds"]
+    out = {"start": costs["started_at"] - started, "imports": seconds.get("imports", 0.0),
+           "data": seconds.get("data", 0.0), "store": seconds.get("store", 0.0),
+           "runs' tracking": seconds.get("runs", 0.0) - measured_s,
+           "per-run PNGs": seconds.get("per-run PNGs", 0.0), "compare": seconds.get("compare", 0.0),
+           "exit": ended - costs["returned_at"]}
+    out["other"] = wall_s - measured_s - sum(out.values())
+    return {kind: out[kind] for kind in KINDS}
+
+
 def bench_end_to_end(data_root: Path, ks: tuple[int, ...], protocol: Protocol, threads: int,
                      device: str, seeds: int = 1) -> tuple[list[Line], str]:
     """Returns the lines (gradacc's wall against the reference's; the study's overhead: its wall minus what its
@@ -64,13 +80,17 @@ def bench_end_to_end(data_root: Path, ks: tuple[int, ...], protocol: Protocol, t
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="gradacc-bench-e2e")
-        ours = _run([sys.executable, "-m", "gradacc", "sweep", "--ks", klist, "--epochs", str(epochs),
-                     "--seed", str(seed), "--threads", str(threads), "--device", device, "--data-dir",
-                     str(data_root), "--study", "bench", "--force", "true", "--output", str(Path(tmp) / "out"),
-                     "--smoke", str(protocol.smoke).lower(), "--cuda-graphs", str(protocol.cuda_graphs).lower(),
-                     "--repeats", str(seeds), "--seeds-together", "auto"],
+        costs_json = Path(tmp) / "costs.json"
+        started = time.time()
+        # `python -m gradacc sweep` with its fixed costs timed by kind (costs.py, beside this file)
+        ours = _run([sys.executable, "-m", "gradacc.bench.costs", "--out", str(costs_json), "sweep", "--ks", klist,
+                     "--epochs", str(epochs), "--seed", str(seed), "--threads", str(threads), "--device", device,
+                     "--data-dir", str(data_root), "--study", "bench", "--force", "true", "--output",
+                     str(Path(tmp) / "out"), "--smoke", str(protocol.smoke).lower(), "--cuda-graphs",
+                     str(protocol.cuda_graphs).lower(), "--repeats", str(seeds), "--seeds-together", "auto"],
                     # the default main job's parts and noise scale: one training pass per K
                     env, "gradacc sweep", tmp)
+        ended, costs = time.time(), json.loads(costs_json.read_text())
         ref_json = Path(tmp) / "reference.json"
         theirs = _run([sys.executable, str(REFERENCE), "--data-dir", str(data_root), "--ks", klist, "--epochs",
                        str(epochs), "--seed", str(seed), "--threads", str(threads), "--device",
@@ -106,5 +126,7 @@ def bench_end_to_end(data_root: Path, ks: tuple[int, ...], protocol: Protocol, t
     overhead = Line("the study's overhead", "wall minus the runs' own time", ours - measuring_s, "wall", ours, "s",
                     goal="<= 0.15" if device == "cuda" else "",
                     note=f"of gradacc's {ours:.1f} s its runs measured for {measuring_s:.1f} s (their wall_time_s); "
-                         "the rest is start-up, data, tracking, per-run files and compare")
+                         "the rest is start-up, data, tracking, per-run files and compare (by kind: "
+                         "gradacc/bench/costs.py)",
+                    parts=fixed_costs(costs, measuring_s, started, ended, ours))
     return [line, overhead], "\n".join(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LINES = ("streams", "tracking", "logging", "noise", "system-metrics", "graph", "e2e", "seeds")  # in this order
@@ -23,6 +23,7 @@ class Line:
     unit: str
     goal: str = ""  # e.g. "<= 1.01"
     note: str = ""
+    parts: dict[str, float] = field(default_factory=dict)  # `a` by kind, in `unit` (the study's fixed costs)
 
     @property
     def ratio(self) -> float:
@@ -37,8 +38,10 @@ class Line:
 
     def text(self) -> str:
         verdict = "" if self.met is None else f"  goal {self.goal}: {'met' if self.met else 'MISSED'}"
+        parts = ", ".join(f"{kind} {value:.2f}" for kind, value in self.parts.items())
         return (f"{self.name}: {self.a_label} {self.a:.4g} {self.unit} vs {self.b_label} {self.b:.4g} {self.unit}"
-                f"  ratio {self.ratio:.3f}{verdict}" + (f"\n    {self.note}" if self.note else ""))
+                f"  ratio {self.ratio:.3f}{verdict}" + (f"\n    {self.note}" if self.note else "")
+                + (f"\n    by kind ({self.unit}): {parts}" if parts else ""))
 
 
 @contextlib.contextmanager
