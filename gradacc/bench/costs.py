@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import runpy
 import sys
 import time
 from pathlib import Path
@@ -78,10 +79,9 @@ def main() -> None:
     out, args = Path(sys.argv[2]), sys.argv[3:]
     watch = Stopwatch()
     install(watch)
-    from gradacc.cli import main as gradacc_main
     sys.argv = ["gradacc", *args]  # as the process's own command line: cli/heap.py's policy applies
     try:
-        gradacc_main()
+        runpy.run_module("gradacc", run_name="__main__")  # `python -m gradacc`: the program, not a floor below
     finally:
         out.write_text(json.dumps({"seconds": watch.totals(), "started_at": started, "returned_at": time.time()}))
 
