@@ -120,7 +120,10 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     for key in STR_PARAMS:
         out[key] = _param(raw, key)
     for col in sorted(c for c in raw.columns if c.startswith("metrics.")):
-        out[col[len("metrics."):]] = pd.to_numeric(raw[col], errors="coerce").astype(float)
+        name = col[len("metrics."):]
+        if name in out.columns:  # a per-update series named as a param (`lr`): the param is the run's setting
+            continue
+        out[name] = pd.to_numeric(raw[col], errors="coerce").astype(float)
     return out.reset_index(drop=True)
 
 

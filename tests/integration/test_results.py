@@ -143,3 +143,15 @@ def test_tf32_is_known_where_logged_and_unknown_only_for_old_cuda_runs(tmp_path,
     labels = [section.label for section in build_sections(load_runs(), expected_ks=(1,))]
     cuda = sorted(label.partition("threads")[2] for label in labels if "(cuda)" in label)
     assert cuda == ["", "; TF32 convolutions", "; TF32 unknown (runs from before it was logged)"] and len(labels) == 4
+
+
+def test_a_series_named_as_a_param_leaves_the_param(store):
+    """converge logs `lr` per update (its last value under warm-up or a schedule is not the run's lr); load_runs'
+    `lr` stays the param, so a micro run (no `lr` series) and a converge run of one setting compare together."""
+    from gradacc.tracking.results import tidy_runs
+
+    raw = pd.DataFrame({"run_id": ["m", "c"], "params.lr": ["0.1", "0.1"], "metrics.lr": [float("nan"), 0.05],
+                        "metrics.epoch": [float("nan"), 5.0]})
+    runs = tidy_runs(raw)
+    assert list(runs["lr"]) == [0.1, 0.1]
+    assert runs["epoch"].iloc[1] == 5.0  # a series with no param of its name is still a column
