@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from gradacc.cli.options import common_options, noise_option, system_metrics_option, variant_options
+from gradacc.cli.options import MAX_SEED, common_options, noise_option, system_metrics_option, variant_options
 from gradacc.cli.types import KList, StudyId, WholeNumber, repeated
 from gradacc.core.config import DEFAULT_KS, build_protocol
 from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
@@ -98,6 +98,9 @@ def sweep(click_ctx, ks, parts, repeats, seeds_together, force, study, output, g
                                  f"{', '.join(PARTS)}", param_hint="--parts")
     if repeated(chosen):
         raise click.BadParameter(f"{', '.join(repeated(chosen))} listed more than once", param_hint="--parts")
+    if seed + repeats - 1 > MAX_SEED:  # the repeats' seeds are --seed, --seed+1, ...: the last must fit too
+        raise click.BadParameter(f"with --repeats {repeats} the last seed would be {seed + repeats - 1}, above "
+                                 f"torch.manual_seed's largest, {MAX_SEED}", param_hint="--seed")
     protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
                  for s in range(seed, seed + repeats) for k in ks]
     check_output_folder(Path(output))  # before the measurements, not after them

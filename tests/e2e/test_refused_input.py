@@ -40,6 +40,11 @@ def test_seed_beyond_torch(store, seed, code, contains):
     check_rejected(store, ["micro", "--k", "2", "--smoke", "--seed", seed], code, contains)
 
 
+def test_a_sweep_s_last_repeat_seed_beyond_torch(store):
+    check_rejected(store, ["sweep", "--smoke", "--ks", "1", "--repeats", "2", "--seed", str(2**64 - 1)], USAGE,
+                   "with --repeats 2 the last seed would be 18446744073709551616, above torch.manual_seed's largest")
+
+
 def test_seed_at_torch_s_limit_is_taken():
     import torch
 
