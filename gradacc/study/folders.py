@@ -2,6 +2,7 @@
 hours before its comparison is written), and a write that fails said in one line."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -15,7 +16,9 @@ def check_writable(folder: Path, what: str, error: type[Exception]) -> None:
     """Creates the folder and writes a probe file in it; raises `error` with the one-line reason if it cannot."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".gradacc-write-check"
+        # one probe per process: the ranks of a spread sweep check the same folder at once, and one rank's unlink
+        # of a shared probe made another's fail (No such file or directory)
+        probe = folder / f".gradacc-write-check-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
