@@ -92,9 +92,5 @@ def main(argv=None) -> None:
         # click turns any KeyboardInterrupt (Terminated included) into Abort, keeping it as __context__.
         terminated = isinstance(err, Terminated) or isinstance(err.__context__, Terminated)
         click.echo(f"gradacc: {'terminated' if terminated else 'interrupted'}{_what_was_kept()}", err=True)
-        ended = sys.modules.get("gradacc.tracking.runs")
-        if ended is not None and ended.KILLED:  # under `mlflow run`, whose launcher would turn KILLED into FAILED
-            from gradacc.tracking.launcher import keep_killed
-            keep_killed(ended.KILLED)
         sys.exit(143 if terminated else 130)
     sys.exit(code if isinstance(code, int) else 0)

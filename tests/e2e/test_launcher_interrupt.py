@@ -1,17 +1,20 @@
-"""Ctrl-C under `mlflow run` (the launcher and gradacc both get it): the run ends KILLED, as under the CLI, though
-MLflow 3.17's launcher marks it FAILED as it exits (gradacc/tracking/launcher.py sets it back); gradacc exits 130,
-the launcher with its own code."""
+"""Ctrl-C under `mlflow run` (a terminal sends it to the whole job: the launcher and gradacc): the run ends KILLED
+and the launcher exits 130, as `gradacc converge` does by itself (gradacc/tracking/launcher.py). Run with the
+`mlflow` console script and with `python -m mlflow`, the two ways the docs and the tests start it."""
 from __future__ import annotations
 
 import signal
-import time
+import subprocess
+import sys
 
 import pytest
 
-from tests.e2e.test_interrupts import finish, launch, wait_for
-from tests.support.e2e import launched_run_id, smoke_store
+from tests.e2e.test_interrupts import finish, wait_for
+from tests.support.e2e import REPO_ROOT, VENV_BIN, launched_run_id, smoke_store, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
+
+LAUNCHERS = {"console script": [str(VENV_BIN / "mlflow")], "python -m": [sys.executable, "-m", "mlflow"]}
 
 
 @pytest.fixture()
@@ -20,13 +23,16 @@ def store(tmp_path):
         yield client
 
 
-def test_ctrl_c_under_mlflow_run_ends_the_run_killed(store):
-    proc = launch("converge", {"k": "1"}, "interrupt-killed")
-    wait_for(proc, store, "interrupt-killed", lambda runs: runs and "total_updates" in runs[0].data.params)
-    err = finish(proc, signal.SIGINT, group=True)
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_ctrl_c_under_mlflow_run_ends_killed_with_exit_130(store, launcher):
+    args = LAUNCHERS[launcher] + ["run", str(REPO_ROOT), "--env-manager", "local", "-e", "converge",
+                                  "--experiment-name", "ctrl-c", "-P", "k=4", "-P", "smoke=true", "-P", "threads=1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env(), start_new_session=True)  # a job of its own, as a shell starts it
+    wait_for(proc, store, "ctrl-c", lambda runs: runs and "total_updates" in runs[0].data.params)  # training
+    err = finish(proc, signal.SIGINT, group=True)  # the terminal's Ctrl-C: every process of the job gets it
     assert "gradacc: interrupted; what was measured is logged, the run ends KILLED" in err, err
-    run_id = launched_run_id(err)
-    deadline = time.monotonic() + 30
-    while store.get_run(run_id).info.status != "KILLED" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert store.get_run(run_id).info.status == "KILLED", err
+    assert proc.returncode == 130, err
+    run = store.get_run(launched_run_id(err))
+    assert run.info.status == "KILLED", err  # already when the launcher has exited: nothing sets it afterwards
+    assert "Traceback (most recent call last)" not in err, err
