@@ -21,7 +21,7 @@ SERIES = {"micro": ("micro_iter_ms", "opt_step_ms"), "update": ("update_time_s",
                        "epoch", "images_seen", "lr"),  # per update: the UI's charts put every K on one axis
           "ddp": ("train_loss", "train_loss_update", "test_accuracy_epoch", "update_time_s", "compute_ms",
                   "allreduce_ms", "opt_step_ms", "rank_compute_ms", "rank_allreduce_ms",  # rank_*: step = u*N + rank
-                  "collective_ms"),
+                  "collective_ms", "epoch", "images_seen", "lr"),
           "allreduce": ("allreduce_size_us", "algbw_size_gb_s", "busbw_size_gb_s")}  # step = message bytes
 SERIES[CRITICAL] = SERIES["converge"] + ("target_loss",)  # a converge run cut at the target, + its measure
 

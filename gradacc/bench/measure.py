@@ -16,6 +16,7 @@ from gradacc.bench.lines import Line
 from gradacc.core.config import Protocol
 from gradacc.core.graphs import capture
 from gradacc.core.model import build_model, build_optimizer
+from gradacc.core.request import Request
 from gradacc.core.runtime import code_version
 from gradacc.core.timing import NO_TIMER, Timer
 from gradacc.parts.context import Context, Result
@@ -63,12 +64,13 @@ def bench_streams(ctx: Context, protocol: Protocol, batches: int, updates: int) 
                  note=f"middle 60% of {updates} updates of a fresh model with each stream")]
 
 
-def bench_tracking(ctx: Context, protocol: Protocol, part: str, given: dict[str, str], repeats: int) -> Line:
+def bench_tracking(ctx: Context, request: Request, part: str, repeats: int) -> Line:
     """Line 2: a run as the CLI makes it (tracked: params, metrics, artifacts, plot) against the same part's
     loop bare, interleaved ABBA so that drift cancels. Runs into the current tracking store."""
     # What a process pays once (a new store's schema, imports, the package list, the code version) is not
     # the cost of tracking a run: paid here, before the clock starts.
-    experiment_id("gradacc-bench")
+    request = request.in_experiment(experiment_id("gradacc-bench"))
+    protocol = request.protocol
     environment_text(ctx.runtime)
     code_version()
     import matplotlib.pyplot
@@ -82,7 +84,7 @@ def bench_tracking(ctx: Context, protocol: Protocol, part: str, given: dict[str,
 
     def run_tracked():
         start = time.perf_counter()
-        execute(part, protocol, ctx, given, experiment="gradacc-bench")
+        execute(part, protocol, ctx, request)
         tracked.append(time.perf_counter() - start)
 
     for _ in range(repeats):

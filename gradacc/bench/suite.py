@@ -13,8 +13,8 @@ from gradacc.bench.measure import bench_graph_floor, bench_logging, bench_stream
 from gradacc.bench.noise import bench_noise_timing
 from gradacc.bench.system_metrics import bench_system_metrics
 from gradacc.core.config import Protocol, smoke_protocol
+from gradacc.core.request import Request, Settings
 from gradacc.parts.context import prepare
-from gradacc.study.run import given_params
 
 
 def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
@@ -23,7 +23,8 @@ def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epoc
     """The lines in `chosen` (names from gradacc.bench.lines.LINES), each printed as it is measured; also written
     to `json_path` if given."""
     protocol = smoke_protocol(1, Protocol.seed, "device") if smoke else Protocol()
-    ctx = prepare([replace(protocol, cuda_graphs=cuda_graphs)], device, threads, data_dir)
+    settings = Settings.of(device, threads, data_dir=data_dir)
+    ctx = prepare([replace(protocol, cuda_graphs=cuda_graphs)], settings)
     runtime = ctx.runtime
     print(f"bench on {runtime.device_name} ({runtime.device.type}), {runtime.torch_threads} torch threads, "
           f"DataLoader workers 2, {os.cpu_count()} CPUs", file=sys.stderr)
@@ -39,8 +40,10 @@ def run_bench(chosen, device, threads, data_dir, batches, updates, tracking_epoc
     if "tracking" in chosen:
         with temporary_store():
             tracked = replace(protocol, epochs=tracking_epochs)
-            emit(bench_tracking(ctx, tracked, "converge", given_params(
-                device, "device", threads, data_dir, smoke, False, k=1, epochs=tracking_epochs, seed=42), 1))
+            given = dict(device=device, loader="device", threads=str(threads), data_dir=settings.data_dir,
+                         smoke=str(smoke).lower(), cuda_graphs="false", k="1", epochs=str(tracking_epochs),
+                         seed=str(tracked.seed))  # what `gradacc converge` logs as given
+            emit(bench_tracking(ctx, Request((tracked,), settings, tuple(given.items())), "converge", 1))
     if "logging" in chosen:
         emit(bench_logging(log_values))
     if "noise" in chosen:

@@ -42,7 +42,7 @@ class PerGpu(WholeNumber):
     def convert(self, value, param, ctx):
         if value is None or str(value).strip() == "auto":
             return None
-        return super().convert(value, param, ctx)
+        return WholeNumber(1).convert(value, param, ctx)  # its messages say "integer", not this type's name
 
 
 @click.command("commmodel")
@@ -76,9 +76,7 @@ class PerGpu(WholeNumber):
 @click.option("--include-smoke", type=SmokeChoice(), is_flag=False, flag_value="true", default="auto",
               show_default=True, help="true: use smoke runs too; false: leave them out; auto: the full-protocol "
                                       "runs, or the smoke runs where there is none.")
-def commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
-              max_workers, target_loss, output, include_smoke):
+def commmodel(**options):
     """Part 4's communication and straggler model, fed by the store's runs: tables and plots, as a run."""
-    from gradacc.study.commmodel import run_commmodel  # pandas, matplotlib and mlflow only when it runs
-    run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
-                  max_workers, target_loss, output, include_smoke)
+    from gradacc.study.commmodel import ModelOptions, run_commmodel  # pandas, matplotlib and mlflow when it runs
+    run_commmodel(ModelOptions(**options))

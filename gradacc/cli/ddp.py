@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gradacc.cli.options import common_options, system_metrics_option
+from gradacc.cli.request import build_request
 from gradacc.cli.types import WholeNumber
 
 
@@ -21,12 +22,12 @@ def straggle_option(func):
 @straggle_option
 @common_options
 @system_metrics_option
-def ddp(workers, **options):
+def ddp(**options):
     """Part 4, real synchronous SGD: the converge protocol as N DistributedDataParallel workers (torchrun),
     the same data as accumulation with K=N; per-update compute vs all-reduce time, algbw/busbw. On a CPU,
     --threads is per worker (auto = 1)."""
     from gradacc.distributed.launch import run_ddp_job
-    run_ddp_job(workers, **options)
+    run_ddp_job(build_request(options, [options["workers"]]), options["straggle_ms"])
 
 
 @click.command("verify")
@@ -39,12 +40,12 @@ def ddp(workers, **options):
 @click.option("--updates", type=WholeNumber(1), default=5, show_default=True,
               help="Updates compared (the first and the last).")
 @common_options
-def verify(workers, updates, **options):
+def verify(**options):
     """Accumulation (K=N) against DDP (N workers) from the same weights and micro-batches: relative differences
     of gradients, weights and BatchNorm statistics; exits non-zero if the first update's gradients differ by
     1e-5 or more."""
     from gradacc.distributed.launch import run_verify_job
-    run_verify_job(workers, updates, **options)
+    run_verify_job(build_request(options, [options["workers"]]), options["updates"])
 
 
 @click.command("gradacc.cli.ddp_node")

@@ -13,6 +13,7 @@ import sys
 import click
 
 from gradacc.cli.ddp import node_options
+from gradacc.cli.request import build_request
 from gradacc.core.errors import GradaccError
 
 
@@ -23,8 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         options = node_options.make_context("gradacc.cli.ddp_node", list(args)).params
-        job, _ = make_job("train", int(os.environ["WORLD_SIZE"]),
-                          local_workers=int(os.environ["LOCAL_WORLD_SIZE"]), **options)
+        workers = int(os.environ["WORLD_SIZE"])  # the job's K: every node's workers together
+        request = build_request(dict(options, workers=workers), [workers])
+        job = make_job("train", request, local_workers=int(os.environ["LOCAL_WORLD_SIZE"]),
+                       straggle_ms=options["straggle_ms"])
     except (GradaccError, click.ClickException) as err:
         message = err.format_message() if isinstance(err, click.ClickException) else str(err)
         click.echo(f"gradacc: error: {message}", err=True)

@@ -5,22 +5,21 @@ from pathlib import Path
 
 import click
 
-from gradacc.cli.options import MAX_SEED, common_options, noise_option, system_metrics_option, variant_options
+from gradacc.cli.options import common_options, noise_option, system_metrics_option, variant_options
+from gradacc.cli.request import build_request
 from gradacc.cli.types import KList, StudyId, WholeNumber, repeated
-from gradacc.core.config import DEFAULT_KS, build_protocol
+from gradacc.core.config import DEFAULT_KS
 from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
 
 
-def run_part(part: str, k, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             cuda_graphs, tf32, system_metrics, log_model=None, **variant) -> None:
+def run_part(part: str, options: dict) -> None:
+    """One tracked run of `part`: the request built from the options, the data loaded, the experiment resolved."""
     from gradacc.parts.context import prepare
-    from gradacc.study.run import execute, given_params
-    protocol = build_protocol(k, epochs, seed, loader, smoke, cuda_graphs, **variant)
-    ctx = prepare([protocol], device, threads, data_dir, tf32)
-    kept = {} if log_model is None else {"log_model": log_model}  # converge's option only
-    execute(part, protocol, ctx, given_params(device, loader, threads, data_dir, smoke, cuda_graphs, k=k,
-                                              epochs=epochs, seed=seed, tf32=tf32, system_metrics=system_metrics,
-                                              **kept, **variant), experiment, log_model=bool(log_model))
+    from gradacc.study.run import execute
+    from gradacc.tracking.experiments import with_experiment_id
+    request = build_request(options, [options["k"]])
+    ctx = prepare(request.protocols, request.settings)
+    execute(part, request.protocol, ctx, with_experiment_id(request))
 
 
 def log_model_option(func):
@@ -39,7 +38,7 @@ def part_command(part: str, doc: str, extra=lambda func: func) -> click.Command:
     @variant_options
     @extra
     def command(**options):
-        run_part(part, **options)
+        run_part(part, options)
     return command
 
 
@@ -81,53 +80,44 @@ converge = part_command("converge", "Part 3: epoch losses and test accuracy (%) 
 @variant_options
 @noise_option
 @click.pass_context
-def sweep(click_ctx, ks, parts, repeats, seeds_together, force, study, output, gpus, epochs, seed, device, loader,
-          threads, data_dir, experiment, cuda_graphs, tf32, smoke, system_metrics, **variant):
+def sweep(click_ctx, **options):
     """The study: each part for each k as child runs of one parent run, in one process or, under torchrun (or
     with --gpus), spread over the processes, one GPU each. Configurations already measured by the same code are
     reused, not run again."""
     from gradacc.distributed.spread import torchrun_world
     from gradacc.parts.context import prepare
     from gradacc.study.compare import check_output_folder, run_compare
-    from gradacc.study.run import given_params
-    from gradacc.study.sweep import run_sweep, trains_together
-    chosen = [p.strip() for p in parts.split(",") if p.strip()]
+    from gradacc.study.plan import trains_together
+    from gradacc.study.sweep import SWEEP_ONLY, run_sweep
+    from gradacc.tracking.experiments import with_experiment_id
+    chosen = [p.strip() for p in options["parts"].split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PARTS))
     if unknown or not chosen:
         raise click.BadParameter(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(PARTS)}", param_hint="--parts")
     if repeated(chosen):
         raise click.BadParameter(f"{', '.join(repeated(chosen))} listed more than once", param_hint="--parts")
-    if seed + repeats - 1 > MAX_SEED:  # the repeats' seeds are --seed, --seed+1, ...: the last must fit too
-        raise click.BadParameter(f"with --repeats {repeats} the last seed would be {seed + repeats - 1}, above "
-                                 f"torch.manual_seed's largest, {MAX_SEED}", param_hint="--seed")
-    protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
-                 for s in range(seed, seed + repeats) for k in ks]
+    request = build_request(dict(options, parts=",".join(chosen)), options["ks"], chosen, SWEEP_ONLY)
+    output = options["output"]
     check_output_folder(Path(output))  # before the measurements, not after them
-    if gpus > 1:
+    if options["gpus"] > 1:
         if torchrun_world():
             raise click.BadParameter("under torchrun, leave --gpus out: torchrun's --nproc-per-node and --nnodes "
                                      "choose the processes", param_hint="--gpus")
         from gradacc.distributed.spread_launch import launch_spread
-        click_ctx.exit(launch_spread(gpus, device, data_dir, forwarded_options(click_ctx, leave_out="gpus")))
-    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed,
-                         tf32=tf32, system_metrics=system_metrics, **variant)
-    given.update(ks=",".join(map(str, ks)), parts=",".join(chosen), repeats=str(repeats),
-                 seeds_together=seeds_together, force=str(force).lower(), study=study, output=output)
-
-    study_id = None if study in ("", "new") else study
+        click_ctx.exit(launch_spread(options["gpus"], request, forwarded_options(click_ctx, leave_out="gpus")))
 
     def compare_study(parent_run_id: str, study_id: str) -> Path:
-        return run_compare(experiment, study_id, output, parent_run_id=parent_run_id, include_smoke=smoke)
+        return run_compare(options["experiment"], study_id, output, parent_run_id=parent_run_id,
+                           include_smoke=request.smoke)
 
     if torchrun_world():  # one rank of several: its share of the study (gradacc/distributed/spread.py)
         from gradacc.distributed.spread import run_spread_sweep
-        run_spread_sweep(protocols, chosen, lambda: prepare(protocols, device, threads, data_dir, tf32), device,
-                         given, experiment, study_id, force, compare_study, seeds_together)
+        run_spread_sweep(request, compare_study, options["seeds_together"])
         return
-    ctx = prepare(protocols, device, threads, data_dir, tf32)
-    run_sweep(protocols, chosen, ctx, given, experiment, study=study_id, force=force, after=compare_study,
-              together=trains_together(seeds_together, ctx, protocols))
+    ctx = prepare(request.protocols, request.settings)
+    run_sweep(with_experiment_id(request), ctx, after=compare_study,
+              together=trains_together(options["seeds_together"], ctx, list(request.protocols)))
 
 
 def forwarded_options(click_ctx: click.Context, leave_out: str) -> list[str]:

@@ -14,9 +14,10 @@ def common_options(func):
     options = [
         click.option("--epochs", type=WholeNumber(1), default=Protocol.epochs, show_default=True,
                      help="Epochs over the training subset (parts 2 and 3)."),
-        click.option("--seed", type=WholeNumber(0, MAX_SEED, "torch.manual_seed takes an unsigned 64-bit integer"),
+        click.option("--seed", type=WholeNumber(0, MAX_SEED),
                      default=Protocol.seed, show_default=True,
-                     help="Seed set before each model is built; also seeds the data order and augmentation."),
+                     help="Seed set before each model is built; also seeds the data order and augmentation "
+                          "(an unsigned 64-bit integer, as torch.manual_seed takes)."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="auto = CUDA when present, else CPU."),
         click.option("--loader", type=click.Choice(LOADERS), default=Protocol.loader, show_default=True,

@@ -17,28 +17,10 @@ def repeated(values) -> list:
     return sorted({v for v in values if values.count(v) > 1})
 
 
-class WholeNumber(click.ParamType):
-    """An integer written as one (no '1.5', no 'abc'), at least `minimum` (and at most `maximum`, for `why`)."""
+class WholeNumber(click.IntRange):
+    """click's IntRange, named as what is typed: "'1.5' is not a valid integer", not "... integer range"."""
 
     name = "integer"
-
-    def __init__(self, minimum: int, maximum: int | None = None, why: str = ""):
-        self.minimum, self.maximum, self.why = minimum, maximum, why
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        else:
-            try:
-                number = int(str(value).strip(), 10)
-            except ValueError:
-                self.fail(f"{value!r} is not a whole number", param, ctx)
-        if number < self.minimum:
-            self.fail(f"{number} is below the minimum of {self.minimum}", param, ctx)
-        if self.maximum is not None and number > self.maximum:
-            self.fail(f"{number} is above the maximum of {self.maximum}" + (f" ({self.why})" if self.why else ""),
-                      param, ctx)
-        return number
 
 
 class StudyId(click.ParamType):
@@ -86,7 +68,7 @@ class Threads(WholeNumber):
     def convert(self, value, param, ctx):
         if str(value).strip() == "auto":
             return "auto"
-        threads = super().convert(value, param, ctx)
+        threads = WholeNumber(1).convert(value, param, ctx)  # its messages say "integer", not this type's name
         try:
             check_threads(threads)
         except ConfigError as err:

@@ -140,20 +140,18 @@ class Protocol:
         return params
 
 
-def smoke_protocol(k: int, seed: int, loader: str, **variant) -> Protocol:
+def smoke_protocol(k: int, seed: int, loader: str = "device", **variant) -> Protocol:
     """A tiny subset and one epoch through the same code: enough for two updates at k=8, seconds on a CPU."""
     return Protocol(k=k, epochs=1, seed=seed, loader=loader, train_size=1_024, test_size=256,
                     warmup_micro_iters=2, timed_micro_iters=8, smoke=True, **variant)
 
 
-def build_protocol(k: int, epochs: int, seed: int, loader: str, smoke: bool, cuda_graphs: bool = False,
-                   lr_scaling: str = "none", warmup_epochs: int = 0, train_size: int = Protocol.train_size,
-                   noise_scale: str = "auto", eval_every_epoch: bool = False) -> Protocol:
-    """The validated protocol of a command's options (the smoke protocol where `smoke`)."""
-    if cuda_graphs and noise_scale == "auto":
-        noise_scale = "off"  # a graph replays whole updates: no micro-step to snapshot the gradients at
-    variant = dict(lr_scaling=lr_scaling, warmup_epochs=warmup_epochs, noise_scale=noise_scale,
-                   cuda_graphs=cuda_graphs, eval_every_epoch=eval_every_epoch)
+def build_protocol(k: int, seed: int, smoke: bool = False, **fields) -> Protocol:
+    """The validated protocol of a command's options (`fields`: Protocol's own, e.g. epochs, loader, the variants);
+    the smoke protocol where `smoke`, whose subset and single epoch replace epochs and train_size."""
+    if fields.get("cuda_graphs") and fields.get("noise_scale", "auto") == "auto":
+        fields["noise_scale"] = "off"  # a graph replays whole updates: no micro-step to snapshot the gradients at
     if smoke:
-        return smoke_protocol(k, seed, loader, **variant).validate()
-    return Protocol(k=k, epochs=epochs, seed=seed, loader=loader, train_size=train_size, **variant).validate()
+        kept = {key: value for key, value in fields.items() if key not in ("epochs", "train_size")}
+        return smoke_protocol(k, seed, **kept).validate()
+    return Protocol(k=k, seed=seed, **fields).validate()

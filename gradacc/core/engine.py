@@ -35,7 +35,7 @@ def run_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream,
 
 
 def make_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream, k: int, micro_batch: int,
-                cuda_graphs: bool = False, after_backward=None):
+                cuda_graphs: bool = False, after_backward=None, micro_timer=NO_TIMER, step_timer=NO_TIMER):
     """A callable running one whole update, returning its loss sum: `run_update`, or the same update captured
     once as a CUDA graph and replayed (gradacc/core/graphs.py; no micro-step to call `after_backward` at there)."""
     if cuda_graphs:
@@ -43,7 +43,8 @@ def make_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream
         if after_backward is not None:
             raise ValueError("a CUDA-graph update has no micro-step hook")
         return GraphedUpdate(model, optimizer, stream, k, micro_batch)
-    return functools.partial(run_update, model, optimizer, stream, k, after_backward=after_backward)
+    return functools.partial(run_update, model, optimizer, stream, k, micro_timer, step_timer,
+                             after_backward=after_backward)
 
 
 @torch.no_grad()

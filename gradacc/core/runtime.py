@@ -49,16 +49,22 @@ def tf32_capable(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
 
 
-def resolve_runtime(device: str, threads: int | None, tf32: str = "on") -> Runtime:
-    """Pick the device, set torch's CPU thread count, the protocol's determinism settings and TF32."""
+def wants_cuda(device: str) -> bool:
+    """Whether `device` (auto, cuda, cpu) means CUDA on this machine: the one place "auto" is resolved, for a run's
+    runtime and for the processes torchrun will start. ConfigError for cuda where torch sees none."""
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if tf32 not in TF32_MODES:
-        raise ConfigError(f"tf32 must be one of {', '.join(TF32_MODES)}, got {tf32!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine "
                           "(use --device cpu or auto)")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def resolve_runtime(device: str, threads: int | None, tf32: str = "on") -> Runtime:
+    """Pick the device, set torch's CPU thread count, the protocol's determinism settings and TF32."""
+    use_cuda = wants_cuda(device)
+    if tf32 not in TF32_MODES:
+        raise ConfigError(f"tf32 must be one of {', '.join(TF32_MODES)}, got {tf32!r}")
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"threads must be a positive integer, got {threads}")

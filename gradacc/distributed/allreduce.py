@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from gradacc.analysis.commmodel.fit import fit_ring
 from gradacc.core.errors import ConfigError
+from gradacc.core.request import Settings
 from gradacc.core.runtime import resolve_runtime
 from gradacc.distributed.launch import check_workers, launch
 from gradacc.names import ALLREDUCE, NOTE, part_tags, workers_run_name
@@ -108,7 +109,7 @@ def run_allreduce_job(workers: int, device: str, threads, min_kib: int, max_mib:
     sizes = message_sizes(min_kib * 1024, max_mib * 2**20)
     if len(sizes) < 3:
         raise ConfigError("the fit needs 3 or more message sizes: widen --min-kib .. --max-mib")
-    job = {"mode": ALLREDUCE, "device": resolved_device, "threads": 1 if threads == "auto" else threads,
+    job = {"mode": ALLREDUCE, "device": resolved_device, "threads": Settings.of(device, threads).worker_threads,
            "sizes": sizes, "warmup": warmup, "iters": iters}
     folder = launch(job, workers)
     figures = json.loads((folder / "result.json").read_text())

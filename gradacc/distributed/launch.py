@@ -5,7 +5,6 @@ file, runs `torchrun --standalone --nproc-per-node N -m gradacc.distributed.work
 own lines; a failing worker becomes one `gradacc: error:` line (torchrun's log is kept in a file)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -17,13 +16,14 @@ from pathlib import Path
 
 import torch
 
-from gradacc.core.config import build_protocol
 from gradacc.core.data import ensure_dataset, resolve_data_dir
 from gradacc.core.errors import ConfigError, GradaccError
+from gradacc.core.request import Request
+from gradacc.core.runtime import wants_cuda
 from gradacc.distributed.verify import table_lines
 from gradacc.names import VERIFY, part_tags, workers_run_name
 from gradacc.study.console import say
-from gradacc.study.run import given_params
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.runs import end_runs_left_running, print_link, tracked_run
 
 CORES_PER_WORKER_LIMIT = 4  # at most this many CPU workers per core: beyond, gloo jobs only thrash
@@ -57,9 +57,7 @@ class VerifyFailed(GradaccError, RuntimeError):
 def check_processes(count: int, device: str, noun: str) -> str:
     """The device that `count` local processes of torchrun (DDP workers, a spread sweep's ranks) will use ('cuda'
     or 'cpu'); ConfigError where this machine cannot run them: one GPU each, or on a CPU a few per core."""
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine")
+    cuda = wants_cuda(device)
     if cuda and count > torch.cuda.device_count():
         raise ConfigError(f"{count} {noun} need {count} GPUs (one each), but this machine has "
                           f"{torch.cuda.device_count()}")
@@ -143,52 +141,48 @@ def launch(job: dict, workers: int) -> Path:
     return folder
 
 
-def make_job(mode: str, workers, epochs, seed, device, loader, threads, data_dir, experiment, smoke,
-             cuda_graphs=False, tf32="on", system_metrics=False, local_workers: int | None = None,
-             **extra) -> tuple[dict, int]:
-    """The job every worker reads; `local_workers`: the workers of this node where the job spans several."""
-    if cuda_graphs:  # DDP's all-reduce hook runs in Python between the kernels: nothing to capture whole
+def make_job(mode: str, request: Request, local_workers: int | None = None, **extra) -> dict:
+    """The job every worker reads, from a request whose protocol is the accumulation the job equals (K = N workers);
+    `local_workers`: the workers of this node where the job spans several."""
+    protocol = request.protocol
+    if protocol.cuda_graphs:  # DDP's all-reduce hook runs in Python between the kernels: nothing to capture whole
         raise ConfigError("--cuda-graphs is not supported by ddp and verify (DDP runs eagerly)")
-    resolved_device = check_workers(local_workers or workers, device)
-    protocol = build_protocol(workers, epochs, seed, loader, smoke)  # the accumulation it equals: K = N
-    root = resolve_data_dir(data_dir)
+    resolved_device = check_workers(local_workers or protocol.k, request.settings.device)
+    root = resolve_data_dir(request.settings.data_dir)
     ensure_dataset(root)  # found (or downloaded) once here, not by N workers at the same time
-    straggle = {"straggle_ms": extra["straggle_ms"]} if "straggle_ms" in extra else {}  # ddp's, not verify's
-    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, workers=workers, epochs=epochs,
-                         seed=seed, tf32=tf32, system_metrics=system_metrics, **straggle)
-    job = {"mode": mode, "protocol": dataclasses.asdict(protocol), "device": resolved_device, "tf32": tf32,
-           "threads": 1 if threads == "auto" else threads, "data_root": str(root.resolve()),
-           "experiment": experiment, "given": given, **extra}
-    return job, workers
+    # the request whole, and what this machine resolved for the workers: their device, the data's folder
+    return {"mode": mode, "request": request.as_json(), "device": resolved_device, "data_root": str(root.resolve()),
+            **extra}
 
 
 def log_verify(figures: dict, job: dict, table: str) -> None:
     """The verify figures as a run of their own (`verify-wN`): the resolved protocol and environment as params,
     metrics, and the table as verify.txt."""
-    smoke = job["protocol"]["smoke"]
+    request = Request.from_json(job["request"])
+    smoke = request.smoke
     name = workers_run_name(VERIFY, figures["workers"], smoke)
     metrics = {f"{kind}_rel_diff_{when}": figures[key][f"{kind}_rel_diff"]
                for key, when in (("first", "first"), ("last", "last"), ("control_first", "control_first"),
                                  ("control_last", "control_last"))
                for kind in ("grad", "weight", "running")}
     metrics.update({f"test_accuracy_{k}": v for k, v in figures["accuracy"].items()})
-    with tracked_run(name, part_tags(VERIFY, smoke), job["experiment"]) as run:
-        run.log_params(job["given"], {**figures.get("params", {}), "updates": str(figures["updates"]),
+    with tracked_run(name, part_tags(VERIFY, smoke), experiment_id(request.experiment)) as run:
+        run.log_params(request.given_params(), {**figures.get("params", {}), "updates": str(figures["updates"]),
                                       "workers": str(figures["workers"])})
         run.log_metrics({}, metrics)
         run.log_files({"verify.txt": table})
     print_link(run.experiment_id, run.run_id)
 
 
-def run_ddp_job(workers: int, **options) -> None:
-    """`gradacc ddp`: the converge protocol as N DDP workers; rank 0 logs the run."""
-    launch(*make_job("train", workers, **options))
+def run_ddp_job(request: Request, straggle_ms: int = 0) -> None:
+    """`gradacc ddp`: the converge protocol as N DDP workers (N = the request's K); rank 0 logs the run."""
+    launch(make_job("train", request, straggle_ms=straggle_ms), request.protocol.k)
 
 
-def run_verify_job(workers: int, updates: int, **options) -> dict:
+def run_verify_job(request: Request, updates: int) -> dict:
     """`gradacc verify`: accumulation against DDP; prints and logs the table, raises VerifyFailed past the bar."""
-    job, _ = make_job("verify", workers, updates=updates, **options)
-    folder = launch(job, workers)
+    job = make_job("verify", request, updates=updates)
+    folder = launch(job, request.protocol.k)
     figures = json.loads((folder / "result.json").read_text())
     table = "\n".join(table_lines(figures))
     print(table)

@@ -1,4 +1,5 @@
-"""Real synchronous SGD: the converge protocol run by N DistributedDataParallel workers (one rank's view).
+"""Real synchronous SGD: the converge protocol run by N DistributedDataParallel workers (one rank's view). The training
+is Part 3's own (parts/converge.py's Training, its epochs, evaluation and records), with `DataParallel` as its switch.
 
 Each rank builds the same seeded stream as accumulation with K = N and keeps micro-batch `rank` of every N,
 so the N workers together see exactly the micro-batches of one accumulated update. The update is THE update
@@ -19,12 +20,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from gradacc.core.config import Protocol
-from gradacc.core.engine import evaluate, run_update
-from gradacc.core.model import build_model, build_optimizer
 from gradacc.core.timing import Timer, middle_window
 from gradacc.parts.context import Context, Result, noop, series_from
-from gradacc.parts.converge import EpochRecord
-from gradacc.parts.update import update_summaries
+from gradacc.parts.converge import run_converge
 
 
 class RankStream:
@@ -154,68 +152,88 @@ def bandwidth_summaries(allreduce_s: np.ndarray, bytes_per_update: float, world:
             "algbw_gb_s": algbw, "busbw_gb_s": algbw * 2 * (world - 1) / world}
 
 
+class DataParallel:
+    """What makes parts/converge.py's Training a DDP rank (the switch `Training(..., parallel=...)`): the model
+    wrapped in DDP with the timed all-reduce hook, this rank's micro-batch of every update, the epoch's losses
+    summed over the ranks and every rank's timings gathered once per epoch (outside the timed regions), the test
+    accuracy on rank 0 alone; the DDP series and summaries at the end. The epochs, the evaluation and the records
+    are Training's own, as for accumulation."""
+
+    def __init__(self, device: torch.device, rank: int, world: int, straggle_ms: float, seed: int):
+        self.device, self.rank, self.world, self.straggle_ms = device, rank, world, straggle_ms
+        self.evaluates = rank == 0  # rank 0 logs the run
+        self.straggler = Straggler(straggle_ms if rank == straggler_rank(world) else 0.0, seed)
+        self.hook = TimedAllReduce(device, world)
+        self.backward_timer, self.step_timer = Timer(device), Timer(device)  # make_update's micro and step timers
+        self.allreduce_s: list[float] = []  # per update: this rank's hook time (wait + collective)
+        self.buckets: list[int] = []  # per update: how many buckets DDP all-reduced
+        self.bytes_per_update = 0
+        self.gathered: list[np.ndarray] = []  # per epoch: (world, 3 + buckets, updates) from every rank
+        self.mark = 0
+
+    def wrap(self, model: torch.nn.Module) -> DistributedDataParallel:
+        model.register_forward_pre_hook(self.straggler.hook)  # inside DDP's forward, after its buffer broadcast
+        ddp = wrap(model, self.device)
+        ddp.register_comm_hook(None, self.hook.hook)  # DDP wants a function with a __name__
+        return ddp
+
+    def rank_stream(self, stream) -> RankStream:
+        return RankStream(stream, self.rank, self.world)
+
+    def micro_steps(self, k: int) -> int:
+        """This rank's micro-steps of an update of K micro-batches: one, since a DDP job's K is its worker count."""
+        return k // self.world
+
+    def updated(self) -> None:
+        """After an update (outside its timer): its hook times and bytes."""
+        seconds = self.hook.seconds[self.mark:]
+        self.allreduce_s.append(sum(seconds))
+        self.buckets.append(len(seconds))
+        self.bytes_per_update = sum(self.hook.bytes[self.mark:])
+        self.mark = len(self.hook.seconds)
+
+    def end_epoch(self, losses: torch.Tensor, updates: int) -> torch.Tensor:
+        """Every rank's timings of the epoch's `updates` gathered (one all_gather), then the epoch's loss sums
+        summed over the ranks (one all_reduce): accumulation's sums over K = N micro-batches."""
+        done = len(self.allreduce_s) - updates  # this epoch's updates: [done, len)
+        computed = np.array(self.backward_timer.seconds()[done:]) - np.array(self.allreduce_s[done:])
+        slept = np.zeros(len(computed))
+        slept[:len(self.straggler.slept[done:])] = self.straggler.slept[done:]
+        per_bucket = bucket_rows(self.hook.seconds[sum(self.buckets[:done]):], self.buckets[done:])
+        self.gathered.append(gather_ranks(self.device, self.world, computed, self.allreduce_s[done:], slept,
+                                          *per_bucket))
+        dist.all_reduce(losses)
+        return losses
+
+    def close(self, result: Result) -> None:
+        """The DDP series of what was measured, also after a failure or an interrupt."""
+        comm_s = np.array(self.allreduce_s)
+        self.compute_ms = (np.array(self.backward_timer.seconds())[:len(comm_s)] - comm_s) * 1e3
+        widest = max((g.shape[1] for g in self.gathered), default=3)  # epochs may differ in their bucket count
+        self.ranks = np.concatenate([np.pad(g, ((0, 0), (0, widest - g.shape[1]), (0, 0))) for g in self.gathered],
+                                    axis=2) if self.gathered else np.zeros((self.world, 3, 0))
+        self.collective = collective_of(self.ranks[:, 3:])
+        result.series.update(compute_ms=series_from(self.compute_ms), allreduce_ms=series_from(comm_s * 1e3),
+                             opt_step_ms=series_from(np.array(self.step_timer.seconds()) * 1e3),
+                             rank_compute_ms=per_rank_series(self.ranks[:, 0].T * 1e3),
+                             rank_allreduce_ms=per_rank_series(self.ranks[:, 1].T * 1e3),
+                             collective_ms=series_from(self.collective * 1e3))
+
+    def summarize(self, result: Result) -> None:
+        """The DDP summaries of a job that ran every epoch (after `close`)."""
+        ranks = self.ranks
+        result.summaries.update(bandwidth_summaries(np.array(self.allreduce_s), self.bytes_per_update, self.world))
+        result.summaries.update(compute_ms_mean=float(middle_window(self.compute_ms).mean()),
+                                opt_step_ms_mean=float(np.mean(self.step_timer.seconds())) * 1e3,
+                                allreduce_buckets=float(self.buckets[-1]), straggle_ms_set=float(self.straggle_ms),
+                                cpu_cores=float(os.cpu_count() or 1))  # the model's core sharing: N x threads / this
+        result.summaries.update(rank_summaries(ranks[:, 0].T, ranks[:, 1].T, self.collective, ranks[:, 2].T))
+
+
 def run_ddp(protocol: Protocol, ctx: Context, result: Result, progress=noop, rank: int = 0,
             world: int = 1, straggle_ms: float = 0.0) -> None:
-    """Fills `result` (on every rank; rank 0's is logged): epoch losses averaged over the ranks, test accuracy
-    of rank 0's model, per-update time, compute and all-reduce, and every rank's compute and hook time."""
-    device = ctx.runtime.device
-    model = build_model(protocol.seed, device)
-    straggler = Straggler(straggle_ms if rank == straggler_rank(world) else 0.0, protocol.seed)
-    model.register_forward_pre_hook(straggler.hook)  # inside DDP's forward, after its buffer broadcast
-    ddp = wrap(model, device)
-    hook = TimedAllReduce(device, world)
-    ddp.register_comm_hook(None, hook.hook)  # DDP wants a function with a __name__
-    optimizer = build_optimizer(model, protocol)
-    stream = RankStream(ctx.stream(protocol), rank, world)
-    test_images, test_labels = ctx.test_set(protocol)
-    update_timer, backward_timer, step_timer = Timer(device), Timer(device), Timer(device)
-    record, allreduce_s, buckets, gathered = EpochRecord(), [], [], []
-    bytes_per_update = 0
-    ddp.train()
-    try:
-        for epoch in range(1, protocol.epochs + 1):
-            sums = []
-            for _ in range(protocol.updates_per_epoch):
-                mark = len(hook.seconds)
-                with update_timer:
-                    sums.append(run_update(ddp, optimizer, stream, 1, backward_timer, step_timer))
-                allreduce_s.append(sum(hook.seconds[mark:]))
-                buckets.append(len(hook.seconds) - mark)
-                bytes_per_update = sum(hook.bytes[mark:])
-                progress(1)
-            done = len(allreduce_s) - protocol.updates_per_epoch  # this epoch's updates: [done, len)
-            computed = np.array(backward_timer.seconds()[done:]) - np.array(allreduce_s[done:])
-            slept = np.zeros(len(computed))
-            slept[:len(straggler.slept[done:])] = straggler.slept[done:]
-            per_bucket = bucket_rows(hook.seconds[sum(buckets[:done]):], buckets[done:])
-            gathered.append(gather_ranks(device, world, computed, allreduce_s[done:], slept, *per_bucket))
-            losses = torch.stack(sums)
-            dist.all_reduce(losses)  # one collective per epoch: the mean over ranks = accumulation's loss
-            record.end_epoch(epoch, losses, world)
-            if rank == 0:
-                record.epoch_acc.append(evaluate(model, test_images, test_labels, protocol.eval_batch))
-    finally:
-        stream.close()
-        update_s = np.array(update_timer.seconds())
-        comm_s = np.array(allreduce_s)
-        compute_ms = (np.array(backward_timer.seconds())[:len(comm_s)] - comm_s) * 1e3
-        widest = max((g.shape[1] for g in gathered), default=3)  # epochs may differ in their bucket count
-        ranks = np.concatenate([np.pad(g, ((0, 0), (0, widest - g.shape[1]), (0, 0))) for g in gathered], axis=2) \
-            if gathered else np.zeros((world, 3, 0))  # (world, 3 + buckets, updates)
-        collective = collective_of(ranks[:, 3:])
-        result.series.update(record.series(), update_time_s=series_from(update_s), compute_ms=series_from(compute_ms),
-                             allreduce_ms=series_from(comm_s * 1e3),
-                             opt_step_ms=series_from(np.array(step_timer.seconds()) * 1e3),
-                             rank_compute_ms=per_rank_series(ranks[:, 0].T * 1e3),
-                             rank_allreduce_ms=per_rank_series(ranks[:, 1].T * 1e3),
-                             collective_ms=series_from(collective * 1e3))
-    result.summaries.update(update_summaries(update_s, protocol.effective_batch))
-    result.summaries.update(bandwidth_summaries(comm_s, bytes_per_update, world))
-    result.summaries.update(compute_ms_mean=float(middle_window(compute_ms).mean()),
-                            opt_step_ms_mean=float(np.mean(step_timer.seconds())) * 1e3,
-                            allreduce_buckets=float(buckets[-1]),
-                            final_train_loss=record.epoch_loss[-1], straggle_ms_set=float(straggle_ms),
-                            cpu_cores=float(os.cpu_count() or 1))  # the model's core sharing: N x threads / this
-    result.summaries.update(rank_summaries(ranks[:, 0].T, ranks[:, 1].T, collective, ranks[:, 2].T))
-    if rank == 0:
-        result.summaries["test_accuracy"] = record.epoch_acc[-1]
+    """Fills `result` (on every rank; rank 0's is logged): Part 3's training as this rank of N (epoch losses
+    averaged over the ranks, test accuracy of rank 0's model, each update timed whole), with per-update compute
+    and all-reduce, and every rank's compute and hook time."""
+    run_converge(protocol, ctx, result, progress, DataParallel(ctx.runtime.device, rank, world, straggle_ms,
+                                                               protocol.seed))

@@ -1,8 +1,9 @@
 """A study spread over several processes, one GPU each: `torchrun --nproc-per-node G -m gradacc sweep ...` (or
 `gradacc sweep --gpus G`, which launches that command on this node: gradacc/distributed/spread_launch.py).
 
-Rank 0 opens the parent run, finds the configurations already measured, splits the rest with `study.sweep.assign`
-and broadcasts the study id, the parent run and every rank's share. Each rank loads the data itself and runs its
+Rank 0 runs the one sweep (`study.sweep.run_sweep`) with the other ranks as its `OtherRanks`: it opens the parent run,
+finds the configurations already measured, splits the rest with `study.sweep.assign` and broadcasts the study id,
+the parent run and every rank's share. Each rank loads the data itself and runs its
 share alone on its device (cuda:LOCAL_RANK; the CPU on a machine without CUDA), so each run's timings are its own
 GPU's. A final gather brings every rank's Outcome to rank 0, which closes the parent, runs compare over the whole
 study and fails with one line naming any configuration that failed.
@@ -21,21 +22,13 @@ import torch
 import torch.distributed as dist
 
 from gradacc.core.errors import ConfigError, GradaccError
+from gradacc.core.request import Request
 from gradacc.names import RANK, WORLD_SIZE
+from gradacc.parts.context import prepare
 from gradacc.study.console import say
-from gradacc.study.sweep import (
-    Outcome,
-    assign,
-    close_parent,
-    configurations,
-    new_study_id,
-    pending,
-    reason,
-    run_count,
-    run_share,
-    sweep_parent,
-    trains_together,
-)
+from gradacc.study.plan import trains_together
+from gradacc.study.sweep import Outcome, reason, run_share, run_sweep
+from gradacc.tracking.experiments import with_experiment_id
 
 # The gloo group's timeout, on every collective: the start (all ranks have loaded their data) and the final gather,
 # where rank 0 waits for the slowest rank's share. `assign` keeps the shares within about one configuration of each
@@ -70,12 +63,12 @@ def use_rank_gpu(device: str, local_rank: int) -> None:
     torch.cuda.set_device(local_rank)
 
 
-def setup(prepare, device: str, local_rank: int):
+def setup(request: Request, local_rank: int):
     """This rank's device and data: (Context, None), or (None, why) — kept for the final report, not raised, so that
     the other ranks are not left waiting."""
     try:
-        use_rank_gpu(device, local_rank)
-        return prepare(), None
+        use_rank_gpu(request.settings.device, local_rank)
+        return prepare(request.protocols, request.settings), None
     except Exception as err:
         if not isinstance(err, GradaccError):
             traceback.print_exc()
@@ -154,21 +147,25 @@ def failure_line(outcomes: list[Outcome], lost: str | None) -> str | None:
             "is reused)")
 
 
-def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: dict[str, str],
-                     experiment: str | None, study: str | None, force: bool, after, together: str = "false") -> str:
-    """This rank's side of a spread sweep (torchrun's environment names the rank); returns the study id."""
+def run_spread_sweep(request: Request, after, together: str = "false") -> str | None:
+    """This rank's side of a spread sweep of the request (torchrun's environment names the rank); returns the study
+    id. Rank 0 resolves the experiment and the study, and hands them to the others with their shares."""
     rank, local_rank, world = torchrun_world()
     collective("the start", lambda: dist.init_process_group("gloo", timeout=GROUP_TIMEOUT), rank)
     interrupted = False
     try:
         if local_rank == 0:  # first, alone on its node: it downloads the data where it is missing
-            ctx, error = setup(prepare, device, local_rank)
+            ctx, error = setup(request, local_rank)
         collective("the start", lambda: finished(dist.barrier(async_op=True)))
         if local_rank != 0:
-            ctx, error = setup(prepare, device, local_rank)
+            ctx, error = setup(request, local_rank)
         if rank == 0:
-            return lead(protocols, parts, ctx, error, given, experiment, study, force, after, world, together)
-        return follow(ctx, error, given, experiment, force, rank, world)
+            if error:
+                broadcast(None)
+                raise SpreadFailed(f"spread sweep: rank 0 could not start ({error}); nothing was run")
+            return run_sweep(with_experiment_id(request), ctx, after,
+                             trains_together(together, ctx, list(request.protocols)), OtherRanks(world))
+        return follow(ctx, error, rank, world)
     except KeyboardInterrupt:  # SIGTERM too: the process is about to exit, and a collective may still be pending,
         interrupted = True     # which destroying the group would wait for (seen: until torchrun's SIGKILL, 30 s)
         raise
@@ -177,45 +174,32 @@ def run_spread_sweep(protocols, parts: list[str], prepare, device: str, given: d
             dist.destroy_process_group()
 
 
-def lead(protocols, parts, ctx, error, given, experiment, study, force, after, world: int, together: str) -> str:
-    """Rank 0: the parent run, the plan, its own share, then every rank's outcome, compare and the verdict."""
-    if error:
-        broadcast(None)
-        raise SpreadFailed(f"spread sweep: rank 0 could not start ({error}); nothing was run")
-    study = study or new_study_id()
-    configs = configurations(protocols, parts, trains_together(together, ctx, protocols))
-    with sweep_parent(protocols, parts, given, ctx, experiment, study, world) as parent:
-        todo, reused = pending(configs, ctx, parent.experiment_id, study, force)
-        ranks = assign(todo, world)
-        shares = [[unit for unit, r in zip(todo, ranks) if r == rank] for rank in range(world)]
-        broadcast({"study": study, "parent": parent.run_id, "experiment_id": parent.experiment_id,
-                   "shares": shares})
-        say(f"sweep: study {study}, {run_count(configs)} runs over {world} processes, {len(reused)} reused")
-        for rank, share in enumerate(shares):
-            say(f"sweep: rank {rank} runs " + (", ".join(unit.label for unit in share) or "nothing"))
-        outcome = run_share(shares[0], ctx, given, experiment, parent.experiment_id,
-                            parent.run_id, study, force, Outcome(0, reused=reused), rank_tags(0, world),
-                            keep_failure=True)
-        lost = None
+class OtherRanks:
+    """A spread sweep's other ranks, as rank 0's `run_sweep` (gradacc/study/sweep.py) sees them: the plan broadcast,
+    every outcome gathered, a failure kept and named in one line at the end."""
+
+    Failed = SpreadFailed
+
+    def __init__(self, world: int):
+        self.world = world
+
+    def send(self, plan: dict) -> None:
+        broadcast(plan)
+
+    def gather(self, outcome: Outcome) -> tuple[list[Outcome], str | None]:
         try:
-            outcomes = gather(outcome, world)
+            return gather(outcome, self.world), None
         except RanksLost as err:  # still close the parent and compare what finished
-            outcomes, lost = [outcome], err.cause
-        line = failure_line(outcomes, lost)
-        anything = any(o.ran or o.reused for o in outcomes)
-        try:
-            close_parent(parent, study, protocols, parts, outcomes, after if anything else None,
-                         spread=f", spread over {world} processes")
-        except GradaccError as err:
-            if line is None:
-                raise
-            line += f"; compare: {reason(err)}"
-        if line:
-            raise SpreadFailed(line)  # the parent ends FAILED with this line as its gradacc.failure
-    return study
+            return [outcome], err.cause
+
+    def tags(self, rank: int) -> dict[str, str]:
+        return rank_tags(rank, self.world)
+
+    def failure_line(self, outcomes: list[Outcome], lost: str | None) -> str | None:
+        return failure_line(outcomes, lost)
 
 
-def follow(ctx, error, given, experiment, force, rank: int, world: int) -> str | None:
+def follow(ctx, error, rank: int, world: int) -> str | None:
     """Ranks above 0: the plan from rank 0, this rank's share, its outcome back to rank 0. Exits 0 even when a run
     failed: rank 0 reports it, and under torchrun a rank that exits non-zero has every other rank stopped."""
     plan = broadcast(None)
@@ -228,10 +212,9 @@ def follow(ctx, error, given, experiment, force, rank: int, world: int) -> str |
         outcome.why, outcome.not_run = error, [c.label for c in configs]
         say(f"sweep: {outcome.failure()}")
     else:
-        run_share(configs, ctx, given, experiment, plan["experiment_id"], plan["parent"], plan["study"], force,
-                  outcome, rank_tags(rank, world), keep_failure=True)
+        run_share(configs, ctx, plan["request"], plan["parent"], outcome, rank_tags(rank, world), keep_failure=True)
     gather(outcome, world)
-    return plan["study"]
+    return plan["request"].study
 
 
 def rank_tags(rank: int, world: int) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gradacc.core.data import ensure_dataset, resolve_data_dir
 from gradacc.core.errors import ConfigError
+from gradacc.core.request import Request
 from gradacc.distributed.launch import check_processes, end_killed_runs, ended_by_signal, worker_env
 from gradacc.distributed.spread import SpreadFailed
 from gradacc.study.console import say
@@ -58,15 +59,13 @@ class TorchrunOutput:
         return True
 
 
-def own_study(args: list[str]) -> tuple[list[str], str | None]:
-    """(args, study): for a new study (`--study new` or empty) an id chosen here, in `--study=ID`; None for a study
-    the user named, which other processes may be writing to now (their RUNNING runs are not this sweep's)."""
-    given = [arg.removeprefix("--study=") for arg in args if arg.startswith("--study=")]
-    if given and given[-1] not in ("", "new"):
+def own_study(args: list[str], named: str | None) -> tuple[list[str], str | None]:
+    """(args, study): for a new study (`named` None) an id chosen here, in `--study=ID`; None for a study the user
+    named, which other processes may be writing to now (their RUNNING runs are not this sweep's)."""
+    if named is not None:
         return args, None
     study = new_study_id()
-    args = [f"--study={study}" if arg.startswith("--study=") else arg for arg in args]
-    return (args if given else args + [f"--study={study}"]), study
+    return [arg for arg in args if not arg.startswith("--study=")] + [f"--study={study}"], study
 
 
 def end_killed_ranks_runs(study: str | None, how: str) -> None:
@@ -76,12 +75,12 @@ def end_killed_ranks_runs(study: str | None, how: str) -> None:
         end_killed_runs("sweep", how, study=study)
 
 
-def launch_spread(gpus: int, device: str, data_dir: str, args: list[str]) -> int:
-    """Runs the torchrun command; returns its exit status (non-zero after rank 0's own error line), or raises
-    SpreadFailed where no rank said why."""
-    check_gpus(gpus, device)
-    args, study = own_study(args)
-    ensure_dataset(resolve_data_dir(data_dir))  # found (or downloaded) once here, not by G processes at once
+def launch_spread(gpus: int, request: Request, args: list[str]) -> int:
+    """Runs the torchrun command for the request's sweep (`args`: its options) over `gpus` processes; returns its
+    exit status (non-zero after rank 0's own error line), or raises SpreadFailed where no rank said why."""
+    check_gpus(gpus, request.settings.device)
+    args, study = own_study(args, request.study)
+    ensure_dataset(resolve_data_dir(request.settings.data_dir))  # found (or downloaded) once, not by G processes
     folder = Path(tempfile.mkdtemp(prefix="gradacc-sweep-"))
     log = folder / "torchrun.log"
     torchrun = ["--standalone", f"--nproc-per-node={gpus}", "-m", ENTRY, "sweep", *args]

@@ -14,34 +14,35 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from gradacc.core.config import Protocol
 from gradacc.core.errors import GradaccError, Terminated
+from gradacc.core.request import Request
 from gradacc.core.runtime import resolve_runtime
 from gradacc.distributed.launch import RUNS_FILE
 from gradacc.distributed.rank import run_ddp, straggler_rank
 from gradacc.distributed.verify import run_verify
 from gradacc.names import ALLREDUCE, BACKEND, CONFIG, DDP, part_tags, workers_run_name
 from gradacc.parts.context import Context, Result
-from gradacc.study.run import config_key, measure_tracked
+from gradacc.study.run import Planned, config_key, measure_tracked
+from gradacc.tracking.experiments import experiment_id
 
 
 def stop_on_sigterm(signum, frame):
     raise Terminated()
 
 
-def setup(job: dict, local_rank: int) -> Context:
+def setup(job: dict, request: Request, local_rank: int) -> Context:
     """The process group (NCCL on GPUs, gloo on CPU), the runtime (one device per rank) and the data."""
     cuda = job["device"] == "cuda"
     if cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if cuda else "gloo")
-    runtime = resolve_runtime(job["device"], job["threads"], job.get("tf32", "on"))
-    return Context.prepare(runtime, Path(job["data_root"]), job["protocol"]["train_size"],
-                           job["protocol"]["test_size"])
+    runtime = resolve_runtime(job["device"], request.settings.worker_threads, request.settings.tf32)
+    return Context.prepare(runtime, Path(job["data_root"]), request.protocol.train_size, request.protocol.test_size)
 
 
-def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) -> None:
+def train(job: dict, request: Request, ctx: Context, rank: int, world: int) -> None:
     """The converge protocol as DDP; rank 0 logs the one MLflow run of the job."""
+    protocol = request.protocol
     if rank != 0:
         run_ddp(protocol, ctx, Result(DDP), rank=rank, world=world, straggle_ms=job.get("straggle_ms", 0))
         return
@@ -50,11 +51,11 @@ def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) ->
     tags = {**part_tags(DDP, protocol.smoke), CONFIG: config_key(f"ddp{world}", protocol, ctx), BACKEND: backend}
     resolved = {**protocol.as_params(), **ctx.params(), "workers": str(world), "backend": backend,
                 "straggle_rank": str(straggler_rank(world))}
-    intro = (f"{name}: DDP of {world} workers ({backend}) on {ctx.runtime.device_name}, "
-             f"{ctx.runtime.torch_threads} thread(s) each, effective batch {protocol.effective_batch}, "
-             f"{protocol.total_updates} updates"
-             + (f", rank {straggler_rank(world)} straggling ({job['straggle_ms']} ms mean)" if job.get("straggle_ms")
-                else ""))
+    what = (f"DDP of {world} workers ({backend}) on {ctx.runtime.device_name}, "
+            f"{ctx.runtime.torch_threads} thread(s) each, effective batch {protocol.effective_batch}, "
+            f"{protocol.total_updates} updates"
+            + (f", rank {straggler_rank(world)} straggling ({job['straggle_ms']} ms mean)" if job.get("straggle_ms")
+               else ""))
     folder = Path(job["error_dir"]) if job.get("error_dir") else None
 
     def started(run_ids: list[str]) -> None:  # if this process is killed outright, the launcher ends the run
@@ -63,17 +64,18 @@ def train(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) ->
             partial.write_text("\n".join(run_ids))
             os.replace(partial, folder / RUNS_FILE)
 
-    measure_tracked(name, DDP, tags, job["given"], resolved, protocol, ctx, intro,
+    measure_tracked(Planned(name, DDP, tags, request.given_params(), resolved, protocol, what), ctx,
                     lambda result, advance: run_ddp(protocol, ctx, result, advance, rank, world,
                                                     job.get("straggle_ms", 0)),
-                    protocol.total_updates, job["experiment"], started=started)
+                    protocol.total_updates, experiment_id(request.experiment), started=started)
 
 
 NOT_TRAINED_BY_VERIFY = ("epochs", "updates_per_epoch", "total_updates", "images_per_epoch", "warmup_epochs",
                          "noise_scale", "eval_every_epoch", "warmup_micro_iters", "timed_micro_iters")
 
 
-def verify(job: dict, protocol: Protocol, ctx: Context, rank: int, world: int) -> None:
+def verify(job: dict, request: Request, ctx: Context, rank: int, world: int) -> None:
+    protocol = request.protocol
     figures = run_verify(protocol, ctx, rank, world, job["updates"])
     if rank == 0:  # the verify run's params: what was compared, on what (not the epochs it never trained)
         compared = {key: value for key, value in protocol.as_params().items() if key not in NOT_TRAINED_BY_VERIFY}
@@ -98,9 +100,9 @@ def serve(job: dict) -> None:
             from gradacc.distributed.allreduce import bench_rank
             bench_rank(job, int(os.environ.get("LOCAL_RANK", 0)), rank, world)
             return
-        ctx = setup(job, int(os.environ.get("LOCAL_RANK", 0)))
-        protocol = Protocol(**job["protocol"])
-        (train if job["mode"] == "train" else verify)(job, protocol, ctx, rank, world)
+        request = Request.from_json(job["request"])
+        ctx = setup(job, request, int(os.environ.get("LOCAL_RANK", 0)))
+        (train if job["mode"] == "train" else verify)(job, request, ctx, rank, world)
     except KeyboardInterrupt:
         report(error_file, "interrupted")
         sys.exit(130)

@@ -13,6 +13,7 @@ import torch
 from gradacc.core.config import Protocol
 from gradacc.core.data import Subset, load_subset, resolve_data_dir, subset_digest
 from gradacc.core.errors import ConfigError
+from gradacc.core.request import Settings
 from gradacc.core.runtime import Runtime, resolve_runtime
 from gradacc.core.streams import DeviceStream, TorchvisionStream, normalize, pad_on_device, to_nchw
 
@@ -100,11 +101,11 @@ def noop(_n: int = 1) -> None:
     """Default progress callback."""
 
 
-def prepare(protocols: list[Protocol], device: str, threads, data_dir: str, tf32: str = "on") -> Context:
-    """Resolve the runtime and load the data once, for every configuration of this process."""
-    runtime = resolve_runtime(device, None if threads == "auto" else threads, tf32)
+def prepare(protocols, settings: Settings) -> Context:
+    """Resolve the runtime and load the data once, for every configuration (protocol) of this process."""
+    runtime = resolve_runtime(settings.device, settings.threads, settings.tf32)
     if any(p.cuda_graphs for p in protocols) and not runtime.is_cuda:
         raise ConfigError(f"--cuda-graphs needs a CUDA device; this run is on {runtime.device.type}")
-    root = resolve_data_dir(data_dir)
+    root = resolve_data_dir(settings.data_dir)
     return Context.prepare(runtime, root, max(p.train_size for p in protocols),
                            max(p.test_size for p in protocols))

@@ -67,22 +67,33 @@ class Training:
     one; gradacc/parts/together.py drives several in lockstep. `timed=False` (seeds trained together) times nothing
     and never synchronises the device: such a run logs no timings. `live` (Result.live) gets each epoch's points
     when it ends, and the progress points of a long epoch every LIVE_EVERY_S, each stamped with the wall-clock
-    time its update ended: never inside the timed block, and the call only queues them."""
+    time its update ended: never inside the timed block, and the call only queues them.
 
-    def __init__(self, protocol: Protocol, ctx: Context, timed: bool = True, live=lambda _points: None):
-        self.protocol = protocol
+    `parallel` is the switch for real synchronous SGD (gradacc/distributed/rank.py's DataParallel): this process is
+    one rank of N, trains its micro-batch of each update on the DDP-wrapped model, whose backward all-reduces the
+    gradients, and sums the epoch's losses over the ranks; the epochs, the evaluation and the records are these."""
+
+    def __init__(self, protocol: Protocol, ctx: Context, timed: bool = True, live=lambda _points: None,
+                 parallel=None):
+        self.protocol, self.parallel = protocol, parallel
         self.model = build_model(protocol.seed, ctx.runtime.device)
         self.optimizer = build_optimizer(self.model, protocol)
         self.stream = ctx.stream(protocol)
         self.test_images, self.test_labels = ctx.test_set(protocol)
         self.record = EpochRecord()
-        measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs  # graphs: no micro-steps
+        # the noise scale needs each micro-step's gradient: none under a graph, nor under DDP (one micro-step a rank)
+        measure = measures(protocol.noise_scale, protocol.k) and not protocol.cuda_graphs and parallel is None
         self.snapshots = gradient_snapshots(self.model, protocol.k, timed) if measure else None
         self.noise = NoiseRecord(protocol.micro_batch, protocol.k)
         self.timer = Timer(ctx.runtime.device) if timed else None
         self.model.train()
-        self.update = make_update(self.model, self.optimizer, self.stream, protocol.k, protocol.micro_batch,
-                                  protocol.cuda_graphs, after_backward=self.snapshots)
+        trained, micro_steps, timers = self.model, protocol.k, {}
+        if parallel is not None:
+            trained, micro_steps = parallel.wrap(self.model), parallel.micro_steps(protocol.k)
+            self.stream = parallel.rank_stream(self.stream)
+            timers = dict(micro_timer=parallel.backward_timer, step_timer=parallel.step_timer)
+        self.update = make_update(trained, self.optimizer, self.stream, micro_steps, protocol.micro_batch,
+                                  protocol.cuda_graphs, after_backward=self.snapshots, **timers)
         self.sums: list[torch.Tensor] = []  # the epoch's loss sums stay on the device: one host read per epoch
         self.live = live
         self.ended_ms: list[int] = []  # when each update ended (wall clock), its lr
@@ -100,6 +111,8 @@ class Training:
         else:
             with self.timer:
                 self.sums.append(self.update())
+        if self.parallel is not None:
+            self.parallel.updated()
         self.ended_ms.append(time.time_ns() // 1_000_000)
         if time.monotonic() - self.last_sent >= LIVE_EVERY_S:
             self.live(self.progress_points())
@@ -130,9 +143,12 @@ class Training:
         if self.snapshots is not None:
             self.noise.add_epoch(*self.snapshots.read())
         losses, self.sums = torch.stack(self.sums), []
+        if self.parallel is not None:  # every rank's sums, so that the loss is accumulation's over K micro-batches
+            losses = self.parallel.end_epoch(losses, self.protocol.updates_per_epoch)
         self.record.end_epoch(epoch, losses, self.protocol.k)
         points = self.progress_points() + self.loss_points()
-        if self.protocol.eval_every_epoch or epoch == self.protocol.epochs:
+        evaluates = self.parallel is None or self.parallel.evaluates
+        if evaluates and (self.protocol.eval_every_epoch or epoch == self.protocol.epochs):
             self.record.epoch_acc.append(evaluate(self.model, self.test_images, self.test_labels,
                                                   self.protocol.eval_batch))
             points.append(("test_accuracy_epoch", self.record.epoch_acc[-1], time.time_ns() // 1_000_000, epoch))
@@ -144,13 +160,16 @@ class Training:
         self.stream.close()
         if self.snapshots is not None:
             self.snapshots.close()
-        self.record.keep_partial(self.sums, self.protocol.k)
+        if self.parallel is None:  # a DDP rank's sums of a cut epoch are its own micro-batches only, never summed
+            self.record.keep_partial(self.sums, self.protocol.k)
         self.live(self.progress_points() + self.loss_points())  # an epoch cut short: its updates, their times
         result.series.update(self.record.series())
         upe, batch = self.protocol.updates_per_epoch, self.protocol.effective_batch
         done = range(1, len(self.ended_ms) + 1)
         result.series.update(epoch=series_from([u / upe for u in done]),
                              images_seen=series_from([u * batch for u in done]), lr=series_from(self.lrs[:len(done)]))
+        if self.parallel is not None:
+            self.parallel.close(result)
         if self.snapshots is not None:
             result.series.update(self.noise.series())
             result.summaries.update(self.noise.summaries())
@@ -171,12 +190,16 @@ class Training:
             if self.snapshots is not None:
                 snapshot_s = np.array(result.series["noise_snapshot_s"][1])
                 result.summaries["noise_snapshot_s_mean"] = float(middle_window(snapshot_s).mean())
-        result.summaries.update(test_accuracy=self.record.epoch_acc[-1],
-                                final_train_loss=self.record.epoch_loss[-1])
+        result.summaries["final_train_loss"] = self.record.epoch_loss[-1]
+        if self.record.epoch_acc:  # a DDP rank other than 0 evaluates nothing
+            result.summaries["test_accuracy"] = self.record.epoch_acc[-1]
+        if self.parallel is not None:
+            self.parallel.summarize(result)
 
 
-def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop) -> None:
-    training = Training(protocol, ctx, live=result.live)
+def run_converge(protocol: Protocol, ctx: Context, result: Result, progress=noop, parallel=None) -> None:
+    """Part 3's training, in this process or (`parallel`) as one rank of a DDP job."""
+    training = Training(protocol, ctx, live=result.live, parallel=parallel)
     try:
         for epoch in range(1, protocol.epochs + 1):
             for _ in range(protocol.updates_per_epoch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ from gradacc.analysis.commmodel.tables import check_markdown, presets_markdown, 
 from gradacc.analysis.plots.commmodel import write_model_plots
 from gradacc.core.config import GRADIENT_BYTES, RESNET18_PARAMS
 from gradacc.core.errors import ConfigError, GradaccError
-from gradacc.names import ALLREDUCE, COMMMODEL, NOTE, part_tags
+from gradacc.names import ALLREDUCE, COMMMODEL, COMMMODEL_OUTPUT, NOTE, part_tags
 from gradacc.study.console import say
 from gradacc.study.folders import cannot_write, check_writable
 from gradacc.tracking.results import load_runs, load_series
@@ -29,10 +30,28 @@ class ModelError(GradaccError, RuntimeError):
     """The store lacks what the model needs (Part 1 micro runs), or its tables cannot be written."""
 
 
-def build_model_outputs(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap,
-                        bucket_mb, max_workers, target_loss, include_smoke):
+@dataclass(frozen=True)
+class ModelOptions:
+    """`gradacc commmodel`'s options, "auto" as None: the network, the workers, the target and where to write."""
+
+    experiment: str | None = None
+    gpus_per_node: int = 8
+    nics_per_node: int | None = None
+    intra: str = "nvlink"
+    latency_us: float | None = None
+    bandwidth_gb_s: float | None = None
+    overlap: float = 0.0
+    bucket_mb: float = 25.0
+    max_workers: int = 64
+    target_loss: float | None = None
+    output: str = COMMMODEL_OUTPUT
+    include_smoke: bool | str = "auto"
+
+
+def build_model_outputs(options: ModelOptions):
     """Everything the command writes, computed from the store: (rows, best, checks, inputs, links)."""
-    runs = load_runs(experiment, parts=["micro", "converge", "ddp"], include_smoke=include_smoke)
+    o, experiment = options, options.experiment
+    runs = load_runs(experiment, parts=["micro", "converge", "ddp"], include_smoke=o.include_smoke)
     micro, converge, ddp_runs = (runs[runs["part"] == p] for p in ("micro", "converge", "ddp"))
     with warnings.catch_warnings():  # a store without a benchmark is fine: the check then says how to add one
         warnings.simplefilter("ignore")
@@ -42,32 +61,30 @@ def build_model_outputs(experiment, gpus_per_node, nics_per_node, intra, latency
     if samples is None:
         raise ModelError("no FINISHED micro runs in the store: the model needs Part 1's micro-iteration times "
                          "(run `gradacc micro --k 1` first)")
-    extra = [cm.custom_link(latency_us, bandwidth_gb_s)] if bandwidth_gb_s else []
-    topologies = cm.preset_topologies(gpus_per_node, intra, extra, nics_per_node)
-    ns = list(range(1, max_workers + 1))
-    rows = cm.predict(samples.seconds, samples.step_s, GRADIENT_BYTES, topologies, ns, overlap=overlap,
-                      bucket_bytes=bucket_mb * 2**20)
-    conv = convergence(converge, series, target_loss)
+    extra = [cm.custom_link(o.latency_us, o.bandwidth_gb_s)] if o.bandwidth_gb_s else []
+    topologies = cm.preset_topologies(o.gpus_per_node, o.intra, extra, o.nics_per_node)
+    ns = list(range(1, o.max_workers + 1))
+    rows = cm.predict(samples.seconds, samples.step_s, GRADIENT_BYTES, topologies, ns, overlap=o.overlap,
+                      bucket_bytes=o.bucket_mb * 2**20)
+    conv = convergence(converge, series, o.target_loss)
     curve = cm.updates_curve(conv.measured, ns) if conv else None
     best = cm.best_workers(rows, curve) if conv else {}
     best["within measured"] = cm.best_workers(rows, curve, measured_only=True) if conv else {}
-    checks = check_rows(ddp_runs, micro, series, bench, latency_us, bandwidth_gb_s, cores=os.cpu_count())
+    checks = check_rows(ddp_runs, micro, series, bench, o.latency_us, o.bandwidth_gb_s, cores=os.cpu_count())
     links = [*cm.PRESETS.values(), *extra]
     inputs = {"samples": samples, "convergence": conv, "gradient_bytes": GRADIENT_BYTES,
               "smoke": bool(runs["smoke"].any())}  # include_smoke auto: smoke runs only where there is no real one
     return rows, best, checks, inputs, links
 
 
-def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
-                  max_workers, target_loss, output, include_smoke) -> Path:
-    """Computes the model from the store, writes its tables and plots to `output`, logs them as a run."""
-    if (latency_us is None) != (bandwidth_gb_s is None):
+def run_commmodel(options: ModelOptions) -> Path:
+    """Computes the model from the store, writes its tables and plots to `options.output`, logs them as a run."""
+    o = options
+    if (o.latency_us is None) != (o.bandwidth_gb_s is None):
         raise ConfigError("give both --latency-us and --bandwidth-gb-s (a link has both), or neither")
-    folder = Path(output)
+    folder = Path(o.output)
     check_writable(folder, "the model's tables", ModelError)  # before the store is read
-    rows, best, checks, inputs, links = build_model_outputs(
-        experiment, gpus_per_node, nics_per_node, intra, latency_us, bandwidth_gb_s, overlap, bucket_mb,
-        max_workers, target_loss, include_smoke)
+    rows, best, checks, inputs, links = build_model_outputs(options)
     samples, conv = inputs["samples"], inputs["convergence"]
     best_measured = best.pop("within measured")
     notes = (f"Gradient {inputs['gradient_bytes']:,} bytes (float32 ResNet-18, {RESNET18_PARAMS:,} parameters); "
@@ -87,22 +104,17 @@ def run_commmodel(experiment, gpus_per_node, nics_per_node, intra, latency_us, b
         raise ModelError(cannot_write("the model's tables", folder, err)) from None
     print(notes + "\n" + summary_markdown(rows, best, best_measured=best_measured) + "\nReal DDP runs:\n"
           + check_markdown(checks))
-    with tracked_run(COMMMODEL, part_tags(COMMMODEL, inputs["smoke"]), experiment) as run:
-        def as_given(value):
-            return "auto" if value is None else value
-
-        given = {"gpus_per_node": gpus_per_node, "intra": intra, "nics_per_node": as_given(nics_per_node),
-                 "latency_us": as_given(latency_us), "bandwidth_gb_s": as_given(bandwidth_gb_s), "overlap": overlap,
-                 "bucket_mb": bucket_mb, "max_workers": max_workers, "target_loss": as_given(target_loss),
-                 "output": output, "include_smoke": str(include_smoke).lower()}
-        # auto is logged as given, the card count it resolved to as nics_per_node_resolved
+    with tracked_run(COMMMODEL, part_tags(COMMMODEL, inputs["smoke"]), o.experiment) as run:
+        # the options as given (None as auto); the card count auto resolved to as nics_per_node_resolved
+        given = {key: "auto" if value is None else str(value).lower() if isinstance(value, bool) else value
+                 for key, value in asdict(o).items() if key != "experiment"}
         resolved = {"gradient_bytes": inputs["gradient_bytes"],
-                    "nics_per_node": cm.nics_resolved(gpus_per_node, nics_per_node)}
+                    "nics_per_node": cm.nics_resolved(o.gpus_per_node, o.nics_per_node)}
         run.log_params({k: str(v) for k, v in given.items()}, {k: str(v) for k, v in resolved.items()})
         run.log_metrics({}, {f"best_workers.{name.split(' (')[0]}": b["workers"] for name, b in best.items()})
         run.log_files({}, writers=[copies_of([*(folder / n for n in files), *plots.values()], folder)])
         run.set_tags({NOTE: "Part 4's model: the update time and scaling efficiency of N workers on "
-                            f"{gpus_per_node} GPUs per node ({intra}) from this store's measurements, the best N "
+                            f"{o.gpus_per_node} GPUs per node ({o.intra}) from this store's measurements, the best N "
                             f"per interconnect, checked against real DDP runs; tables and plots in {folder}."})
     say(f"commmodel: tables and plots in {folder}")
     print_link(run.experiment_id, run.run_id)

@@ -15,6 +15,7 @@ from gradacc.core.config import Protocol
 from gradacc.core.data import FOLDER, TEST_FILE, TRAIN_FILES, class_counts
 from gradacc.core.errors import Diverged
 from gradacc.core.noise import status as noise_status
+from gradacc.core.request import Request
 from gradacc.core.runtime import environment_report
 from gradacc.core.timing import middle_bounds
 from gradacc.names import (
@@ -138,15 +139,6 @@ def draw_plots(plots_later: list) -> None:
         plots_later.clear()
 
 
-def given_params(device, loader, threads, data_dir, smoke, cuda_graphs=False, **protocol_args) -> dict[str, str]:
-    """The options as the user gave them, the same strings `mlflow run` logs for its parameters."""
-    given = {key: str(value).lower() if isinstance(value, bool) else str(value)
-             for key, value in protocol_args.items()}
-    given.update(device=device, loader=loader, threads=str(threads), data_dir=data_dir or "auto",
-                 smoke=str(smoke).lower(), cuda_graphs=str(cuda_graphs).lower())
-    return given
-
-
 HEADLINES = (("micro_iter_ms_mean", "micro-iteration {:.4g} ms"), ("update_time_s_mean", "update {:.4g} s"),
              ("throughput_img_s", "{:.4g} images/s"), ("test_accuracy", "test accuracy {:.1f} %"),
              ("final_train_loss", "final training loss {:.3f}"),
@@ -175,7 +167,7 @@ class Planned:
     what: str
 
 
-def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, length: int, experiment: str | None = None,
+def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, length: int, exp_id: str,
                  parent_run_id: str | None = None, plots_later: list | None = None, timed: bool = True,
                  started=None) -> list[Result]:
     """Tracked runs around one `measure(results, advance)` (a progress bar of `length` steps) that fills a Result per
@@ -187,7 +179,7 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
     results = [Result(p.part) for p in planned]
     stopped: list[BaseException | None] = [None] * len(planned)
     with contextlib.ExitStack() as held, contextlib.ExitStack() as runs_open:  # held: exits after the runs end
-        runs = [runs_open.enter_context(tracked_run(p.name, p.tags, experiment, parent_run_id, measures=True))
+        runs = [runs_open.enter_context(tracked_run(p.name, p.tags, exp_id, parent_run_id, measures=True))
                 for p in planned]
         if started is not None:
             started([run.run_id for run in runs])
@@ -235,18 +227,15 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
     return results
 
 
-def measure_tracked(name: str, part: str, tags: dict[str, str], given: dict[str, str], resolved: dict[str, str],
-                    protocol: Protocol, ctx: Context, intro: str, measure, length: int,
-                    experiment: str | None = None, parent_run_id: str | None = None,
-                    plots_later: list | None = None, started=None) -> Result:
-    """One tracked run around `measure(result, advance)` (see `measure_runs`)."""
+def measure_tracked(planned: Planned, ctx: Context, measure, length: int, exp_id: str,
+                    parent_run_id: str | None = None, plots_later: list | None = None, started=None) -> Result:
+    """One tracked run around `measure(result, advance)` (see `measure_runs`); its intro is its name and what."""
     def measure_one(results: list[Result], advance) -> list[None]:
         measure(results[0], advance)
         return [None]
 
-    planned = Planned(name, part, tags, given, resolved, protocol, intro.split(": ", 1)[-1])
-    return measure_runs([planned], ctx, intro, measure_one, length, experiment, parent_run_id, plots_later,
-                        started=started)[0]
+    return measure_runs([planned], ctx, f"{planned.name}: {planned.what}", measure_one, length, exp_id,
+                        parent_run_id, plots_later, started=started)[0]
 
 
 def run_tags_of(part: str, protocol: Protocol, ctx: Context, tags: dict[str, str] | None,
@@ -273,26 +262,24 @@ def what_is_measured(part: str, protocol: Protocol, ctx: Context) -> str:
             + (f"; noise scale {noise_status(protocol.noise_scale, protocol.k)}" if part == "converge" else ""))
 
 
-def execute(part: str, protocol: Protocol, ctx: Context, given: dict[str, str], experiment: str | None = None,
-            parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-            plots_later: list | None = None, log_model: bool = False) -> Result:
-    """One tracked run of `part`; whatever was measured is logged even when the run fails or is interrupted.
-    `log_model`: a run that trained every epoch also logs its model (mlflow.pytorch), beside its metrics."""
-    name = run_name(part, protocol.k, protocol.smoke)
-
+def execute(part: str, protocol: Protocol, ctx: Context, request: Request, parent_run_id: str | None = None,
+            tags: dict[str, str] | None = None, plots_later: list | None = None) -> Result:
+    """One tracked run of `part` of `protocol` (one of the request's), into the request's experiment; whatever was
+    measured is logged even when the run fails or is interrupted. With the request's `log_model`, a run that trained
+    every epoch also logs its model (mlflow.pytorch), beside its metrics."""
     def measure(result: Result, advance) -> None:
-        result.keep_model = log_model
+        result.keep_model = request.log_model
         RUNNERS[part](protocol, ctx, result, advance)
 
-    return measure_tracked(name, part, run_tags_of(part, protocol, ctx, tags), given,
-                           {**protocol.as_params(), **ctx.params()}, protocol, ctx,
-                           f"{name}: {what_is_measured(part, protocol, ctx)}", measure,
-                           progress_length(part, protocol), experiment, parent_run_id, plots_later)
+    planned = Planned(run_name(part, protocol.k, protocol.smoke), part, run_tags_of(part, protocol, ctx, tags),
+                      request.child_params(protocol), {**protocol.as_params(), **ctx.params()}, protocol,
+                      what_is_measured(part, protocol, ctx))
+    return measure_tracked(planned, ctx, measure, progress_length(part, protocol), request.experiment_id,
+                           parent_run_id, plots_later)
 
 
-def execute_together(protocols: list[Protocol], ctx: Context, given: dict[str, str], experiment: str | None = None,
-                     parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-                     plots_later: list | None = None) -> list[Result]:
+def execute_together(protocols: list[Protocol], ctx: Context, request: Request, parent_run_id: str | None = None,
+                     tags: dict[str, str] | None = None, plots_later: list | None = None) -> list[Result]:
     """The converge runs of several seeds of one protocol trained together (gradacc/parts/together.py): one run per
     seed, as a solo run of that seed but tagged with the group's seeds and with no timings. A seed that diverges
     ends its run FAILED and the others go on; then Diverged names it."""
@@ -300,10 +287,10 @@ def execute_together(protocols: list[Protocol], ctx: Context, given: dict[str, s
     first = protocols[0]
     name = run_name("converge", first.k, first.smoke)
     planned = [Planned(name, "converge", run_tags_of("converge", p, ctx, {**(tags or {}), TOGETHER: seeds}, False),
-                       dict(given, k=str(p.k), seed=str(p.seed)), {**p.as_params(), **ctx.params()}, p,
+                       request.child_params(p), {**p.as_params(), **ctx.params()}, p,
                        f"{what_is_measured('converge', p, ctx)}; seed {p.seed}, trained together with seeds "
                        f"{seeds} on one device, so no timings") for p in protocols]
     intro = (f"{name}: seeds {seeds} trained together, each a {what_is_measured('converge', first, ctx)}; "
              "no timings")
     return measure_runs(planned, ctx, intro, lambda results, advance: run_together(protocols, ctx, results, advance),
-                        first.total_updates, experiment, parent_run_id, plots_later, timed=False)
+                        first.total_updates, request.experiment_id, parent_run_id, plots_later, timed=False)

@@ -11,6 +11,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
+from gradacc.core.request import Request
 from gradacc.names import DEFAULT_EXPERIMENT_ID, EXPERIMENT_KIND, PART
 from gradacc.tracking.redact import redact
 from gradacc.tracking.sqlite_check import check_sqlite_store
@@ -97,6 +98,13 @@ def experiment_id(name: str | None) -> str:
     """The experiment a new run goes to (created if it is named and missing, marked for the UI)."""
     (exp_id, _name), = resolve_experiments(name, create=True)
     return exp_id
+
+
+def with_experiment_id(request: Request) -> Request:
+    """The request with its experiment resolved to an id (created if it is named and missing): once, by the process
+    that writes the runs, after the request was checked and its data found, so that a command refused earlier leaves
+    no store behind."""
+    return request.in_experiment(experiment_id(request.experiment))
 
 
 def others_with_runs(exclude_ids: Sequence[str]) -> list[str]:

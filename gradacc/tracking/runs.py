@@ -29,8 +29,6 @@ UI_ENV = "GRADACC_UI_URL"  # where the UI of a local store runs (`mlflow ui` tak
 # The runs this process opened and those an interrupt ended KILLED: what the CLI's last line says after a signal
 OPENED: list[str] = []
 KILLED: list[str] = []
-METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
-PARAMS_PER_BATCH = 100
 
 
 def client(tracking_uri: str | None = None) -> MlflowClient:
@@ -71,16 +69,6 @@ def params_to_log(existing: dict[str, str], given: dict[str, str], resolved: dic
     return [Param(key, value) for key, value in todo.items() if existing.get(key) != value]
 
 
-def log_in_batches(c: MlflowClient, run_id: str, params=(), tags=(), metrics=()) -> None:
-    params, tags, metrics = list(params), list(tags), list(metrics)
-    for start in range(0, len(params), PARAMS_PER_BATCH):
-        c.log_batch(run_id, params=params[start: start + PARAMS_PER_BATCH])
-    if tags:
-        c.log_batch(run_id, tags=tags)
-    for start in range(0, len(metrics), METRICS_PER_BATCH):
-        c.log_batch(run_id, metrics=metrics[start: start + METRICS_PER_BATCH])
-
-
 class TrackedRun:
     """One MLflow run: every write to it goes through here, batched. If the store stops answering (after the
     bounded HTTP retries), the write and every later one of this run go to a SavedRun folder instead."""
@@ -110,17 +98,16 @@ class TrackedRun:
     def log_params(self, given: dict[str, str], resolved: dict[str, str]) -> None:
         def call():
             existing = self.client.get_run(self.run_id).data.params
-            log_in_batches(self.client, self.run_id, params=params_to_log(existing, given, resolved))
+            self.client.log_batch(self.run_id, params=params_to_log(existing, given, resolved))
         self._write(call, lambda saved: saved.add_params(given, resolved))
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._write(lambda: log_in_batches(self.client, self.run_id,
-                                           tags=[RunTag(k, str(v)) for k, v in tags.items()]),
+        self._write(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]),
                     lambda saved: saved.add_tags(tags))
 
     def log_points(self, metrics: list[Metric]) -> None:
         """Points measured as the run goes (tracking/live.py), each with its own time; remembered as written."""
-        self._write(lambda: log_in_batches(self.client, self.run_id, metrics=metrics),
+        self._write(lambda: self.client.log_batch(self.run_id, metrics=metrics),  # MLflow splits it in batches
                     lambda saved: saved.add_metrics([(m.key, m.value, m.timestamp, m.step) for m in metrics]))
         self.written.update((m.key, m.step) for m in metrics)
 
@@ -247,8 +234,7 @@ def time_metric_writes(uri: str, values: int) -> tuple[float, float]:
     batched_run, each_run = (c.create_run(exp_id).info.run_id for _ in range(2))
     metrics = [Metric("update_time_s", 0.001 * i, now, i) for i in range(values)]
     start = time.perf_counter()
-    for first in range(0, values, METRICS_PER_BATCH):
-        c.log_batch(batched_run, metrics=metrics[first: first + METRICS_PER_BATCH])
+    c.log_batch(batched_run, metrics=metrics)  # MLflow splits it into batches of its limit, 1000
     batched_s = time.perf_counter() - start
     start = time.perf_counter()
     for m in metrics:
@@ -273,11 +259,11 @@ def series_csv(steps: list[int], values: list[float]) -> str:
 
 @contextmanager
 def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None,
-                parent_run_id: str | None = None, measures: bool = False):
-    """Opens a run (the `mlflow run` one when this process has it and no parent is given, else a new one)
-    and always closes it: FINISHED, KILLED on an interrupt, FAILED on any error, which is re-raised. A run that
-    `measures` carries MLflow's system metrics while they are switched on (tracking/system_metrics.py), the
-    monitor stopped before the run ends."""
+                parent_run_id: str | None = None, measures: bool = False, start_ms: int | None = None):
+    """Opens a run (the `mlflow run` one when this process has it and no parent is given, else a new one,
+    started at `start_ms` where its work began before it opens) and always closes it: FINISHED, KILLED on an
+    interrupt, FAILED on any error, which is re-raised. A run that `measures` carries MLflow's system metrics
+    while they are switched on (tracking/system_metrics.py), the monitor stopped before the run ends."""
     exp_id = experiment_id(exp_name)
     c = client()
     own = launcher_run_id() if parent_run_id is None else None
@@ -290,7 +276,7 @@ def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None
     else:
         all_tags = {**context_tags(c), **all_tags}
         with store_errors(f"creating run {run_name}"):
-            run_id = c.create_run(exp_id, run_name=run_name).info.run_id
+            run_id = c.create_run(exp_id, start_time=start_ms, run_name=run_name).info.run_id
     run = TrackedRun(run_id, exp_id)
     OPENED.append(run_id)
     run.set_tags(all_tags)

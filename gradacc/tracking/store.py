@@ -8,6 +8,8 @@ import os
 import re
 from contextlib import contextmanager
 
+from filelock import FileLock
+
 from gradacc.core.errors import TrackingError
 from gradacc.tracking.redact import redact, uri_user
 
@@ -133,26 +135,22 @@ def store_lock(uri: str):
     as finding it (tracking/experiments.py). Every process that opens a store comes here first: for a sqlite
     one, its later writes are also made to wait longer for each other (wait_on_sqlite_locks)."""
     path = sqlite_path(uri)
-    if path:
-        wait_on_sqlite_locks()
+    if not path:
+        yield
+        return
+    wait_on_sqlite_locks()
     try:
-        import fcntl
-        if path:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # MLflow makes a new store's folder too
-        handle = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o644) if path else None
-    except ImportError:  # no fcntl (Windows)
-        handle = None
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # MLflow makes a new store's folder too
+        lock = FileLock(path + ".lock")  # flock on POSIX, msvcrt on Windows
+        lock.acquire()
     except OSError as err:
         if not os.path.exists(path):  # MLflow would retry creating it for two minutes before it says so
             where = f" ({err.filename})" if err.filename and str(err.filename) != path + ".lock" else ""
             raise TrackingError(f"tracking store {uri} is not usable: cannot create {path}: "
                                 f"{err.strerror or type(err).__name__}{where}") from None
-        handle = None  # an existing store in a folder this process cannot write: reading may still work
-    if handle is None:
-        yield
+        yield  # an existing store in a folder this process cannot write: reading may still work
         return
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(handle)  # releases the lock
+        lock.release()

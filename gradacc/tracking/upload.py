@@ -8,7 +8,7 @@ from mlflow.entities import Metric, RunTag
 from gradacc.tracking.datasets import inputs_not_in, log_dataset_inputs
 from gradacc.tracking.offline import SavedRun
 from gradacc.tracking.redact import redact, restored
-from gradacc.tracking.runs import client, log_in_batches, params_to_log, store_errors
+from gradacc.tracking.runs import client, params_to_log, store_errors
 
 
 def upload_saved_run(saved: SavedRun, tracking_uri: str | None = None) -> str:
@@ -26,7 +26,7 @@ def upload_saved_run(saved: SavedRun, tracking_uri: str | None = None) -> str:
             there = {(m.step, m.timestamp, repr(m.value)) for m in c.get_metric_history(saved.run_id, key)}
             metrics += [Metric(k, v, ts, step) for k, v, ts, step in saved.metrics
                         if k == key and (step, ts, repr(float(v))) not in there]
-        log_in_batches(c, saved.run_id, params=params, tags=tags, metrics=metrics)
+        c.log_batch(saved.run_id, params=params, tags=tags, metrics=metrics)  # MLflow splits it in batches
         inputs = inputs_not_in(run, saved.inputs)
         log_dataset_inputs(c, saved.run_id, inputs)
         files = [p for p in saved.artifacts.rglob("*") if p.is_file()]

@@ -216,12 +216,15 @@ def test_sweep_parent_and_children(store):
         assert steps == list(range(8 // k))
 
 
+SEED_DEFAULT = "[default: 42; 0<=x<=18446744073709551615]"  # click's IntRange shows its range
+
+
 @pytest.mark.parametrize("command, defaults", [
-    ("micro", ["--k INTEGER", "[default: 1]", "[default: 5]", "[default: 42]", "[default: auto]",
+    ("micro", ["--k INTEGER", "[default: 1; x>=1]", "[default: 5; x>=1]", SEED_DEFAULT, "[default: auto]",
                "[default: device]", "--smoke"]),
-    ("update", ["[default: 1]", "[default: 5]", "[default: 42]", "[default: device]", "[default: auto]"]),
-    ("converge", ["[default: 1]", "[default: 5]", "[default: 42]", "[default: device]", "[default: auto]"]),
-    ("sweep", ["[default: 1,2,4,8]", "[default: micro,converge]", "[default: 5]", "[default: 42]"]),
+    ("update", ["[default: 1; x>=1]", "[default: 5; x>=1]", SEED_DEFAULT, "[default: device]", "[default: auto]"]),
+    ("converge", ["[default: 1; x>=1]", "[default: 5; x>=1]", SEED_DEFAULT, "[default: device]", "[default: auto]"]),
+    ("sweep", ["[default: 1,2,4,8]", "[default: micro,converge]", "[default: 5; x>=1]", SEED_DEFAULT]),
 ])
 def test_help_shows_defaults(command, defaults):
     result = run_cli([command, "--help"])

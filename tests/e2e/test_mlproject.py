@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 
 import click
 import pytest
-import tomllib
 import yaml
 
 from gradacc.cli import cli

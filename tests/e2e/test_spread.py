@@ -13,7 +13,7 @@ import pytest
 
 from gradacc.core.config import build_protocol
 from gradacc.names import PARTS, RANK, WORLD_SIZE
-from gradacc.study.sweep import assign, configurations
+from gradacc.study.plan import assign, configurations
 from tests.support.e2e import all_runs, history, module_store, run_cli, smoke_store, subprocess_env
 
 # One torch thread per rank: two ranks on a busy 2-core machine.
@@ -49,12 +49,12 @@ def by_config(runs) -> dict[tuple[str, str], object]:
 
 
 def expected_ranks(ks=(1, 2), parts=("micro", "converge"), world=2) -> dict[tuple[str, str], str]:
-    configs = configurations([build_protocol(k, 5, 42, "device", True) for k in ks], list(parts))
+    configs = configurations([build_protocol(k, 42, True, epochs=5) for k in ks], list(parts))
     return {(c.part, str(c.protocol.k)): str(rank) for c, rank in zip(configs, assign(configs, world))}
 
 
 def test_assignment_balances_the_work_and_places_each_configuration_once():
-    protocols = [build_protocol(k, 5, 42, "device", False) for k in (1, 2, 4, 8)]
+    protocols = [build_protocol(k, 42, epochs=5) for k in (1, 2, 4, 8)]
     configs = configurations(protocols, ["micro", "converge"])
     ranks = assign(configs, 2)
     assert ranks == assign(configs, 2)  # deterministic
@@ -94,10 +94,9 @@ def test_the_launcher_chooses_a_new_study_s_id_and_leaves_a_named_one():
     """A new study's id is the launcher's, so it can find the runs of a killed rank; a named study may have other
     writers (their RUNNING runs are not this sweep's to end)."""
     from gradacc.distributed.spread_launch import own_study
-    for given in ("new", ""):
-        args, study = own_study(["--ks=1,2", f"--study={given}", "--smoke=true"])
-        assert args == ["--ks=1,2", f"--study={study}", "--smoke=true"] and len(study) == 8
-    assert own_study(["--ks=1", "--study=S"]) == (["--ks=1", "--study=S"], None)
+    args, study = own_study(["--ks=1,2", "--study=new", "--smoke=true"], None)
+    assert args == ["--ks=1,2", "--smoke=true", f"--study={study}"] and len(study) == 8
+    assert own_study(["--ks=1", "--study=S"], "S") == (["--ks=1", "--study=S"], None)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from gradacc.core.config import Protocol
-from gradacc.study.sweep import Config, Together, assign, configurations, seed_labels
+from gradacc.study.plan import Config, Together, assign, configurations, seed_labels
 
 PROTOCOLS = [Protocol(k=k, seed=seed) for seed in (42, 43, 44, 45) for k in (1, 4)]
 
@@ -46,7 +46,7 @@ def test_seeds_together_is_refused_with_cuda_graphs_and_auto_runs_them_alone():
     import pytest
 
     from gradacc.core.errors import ConfigError
-    from gradacc.study.sweep import trains_together
+    from gradacc.study.plan import trains_together
     gpu = types.SimpleNamespace(runtime=types.SimpleNamespace(is_cuda=True))
     graphs = [Protocol(k=1, cuda_graphs=True)]
     assert trains_together("auto", gpu, PROTOCOLS) and not trains_together("auto", gpu, graphs)
