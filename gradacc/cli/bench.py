@@ -56,14 +56,10 @@ def _lines(value: str) -> tuple[str, ...]:
               help="The end-to-end study's gradacc side replays its updates from CUDA graphs (CUDA only).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the lines to this JSON file.")
-def bench(lines, device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks, log_values,
-          noise_k, noise_updates, noise_pairs, system_metrics_side_s, system_metrics_pairs, smoke, cuda_graphs,
-          json_path, bench_seeds):
+def bench(**options):
     """Benchmarks: data streams, tracking overhead, logging cost, Part 2's figures from a run that measures the
     noise scale against one that does not, update times with MLflow's system-metrics monitor against without,
     end to end against the seeds' reference (one seed, and several seeds against its one), and (on CUDA) the
     micro-iteration against its CUDA-graph floor."""
-    from gradacc.bench.suite import run_bench
-    run_bench(_lines(lines), device, threads, data_dir, batches, updates, tracking_epochs, e2e_epochs, e2e_ks,
-              log_values, smoke, cuda_graphs, json_path, noise_k, noise_updates, noise_pairs, system_metrics_side_s,
-              system_metrics_pairs, bench_seeds)
+    from gradacc.bench.suite import BenchOptions, run_bench
+    run_bench(BenchOptions(**dict(options, lines=_lines(options["lines"]))))
