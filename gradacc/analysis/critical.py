@@ -15,9 +15,12 @@ with replacement, so every resample keeps every K), over the (K, S) pairs otherw
 K values; resamples with fewer than two distinct batch sizes are skipped). numpy only."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from gradacc.analysis.uncertainty import half_width
 
 BOOTSTRAP_RESAMPLES = 2000
 PERFECT_SHARE = 0.2  # perfect scaling: E within 20% of E_min, i.e. B <= 0.2 B_crit on the fitted curve
@@ -110,6 +113,16 @@ def regime(batch: float, b_crit: float, share: float = PERFECT_SHARE) -> str:
     if batch >= b_crit / share:
         return NO_GAIN
     return DIMINISHING
+
+
+def noise_interval(values: list[float]) -> tuple[float, float, float] | None:
+    """B_noise as the mean of the runs' B_simple (K >= 2) with its 95% t interval; None without any."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return None
+    mean, half = float(np.mean(values)), half_width(float(np.std(values, ddof=1)) if len(values) > 1 else
+                                                   float("nan"), len(values))
+    return mean, mean - half, mean + half
 
 
 def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:

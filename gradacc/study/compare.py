@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from gradacc.analysis.compare import (
     tables_text,
 )
 from gradacc.analysis.plots.compare import write_plots
+from gradacc.analysis.plots.critical import TRADEOFF_PNG, UPDATES_PNG, plot_tradeoff, plot_updates
+from gradacc.analysis.report.critical import CriticalGroup, critical_groups, critical_html, critical_text
 from gradacc.analysis.report.html import render_report
 from gradacc.analysis.report.noise import noise_summary_text
 from gradacc.analysis.report.part4 import matching_ddp
@@ -85,9 +88,20 @@ def clear_previous(folder: Path) -> str | None:
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def write_critical_plots(groups: list[CriticalGroup], output_dir: Path) -> list[Path]:
+    """The critical part's two plots per group: in plots/ for one group, plots/<group>/ for several."""
+    for group in groups:
+        folder = output_dir / "plots" / (group.slug if len(groups) > 1 else "")
+        group.plots = {"critical_updates": plot_updates(group.points, group.fit, group.title, folder / UPDATES_PNG),
+                       "critical_tradeoff": plot_tradeoff(group.points, group.fit, group.title,
+                                                          folder / TRADEOFF_PNG)}
+    return [path for group in groups for path in group.plots.values()]
+
+
 def write_outputs(sections: list[Section], series: pd.DataFrame, output_dir: Path, title: str,
-                  source: str) -> tuple[Path, list[Path]]:
-    """Plots (plots/ for one setting, plots/<setting>/ for several), table.md, table.csv, report.html."""
+                  source: str, critical: list[CriticalGroup] = ()) -> tuple[Path, list[Path]]:
+    """Plots (plots/ for one setting, plots/<setting>/ for several), table.md, table.csv, report.html; the
+    critical part's plots and section where `critical` has groups."""
     written: list[Path] = []
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -96,21 +110,25 @@ def write_outputs(sections: list[Section], series: pd.DataFrame, output_dir: Pat
             folder = output_dir / "plots" / (section.slug if len(sections) > 1 else "")
             plots[section.slug] = write_plots(section, series, folder)
             written += plots[section.slug].values()
+        written += write_critical_plots(list(critical), output_dir)
         _write(output_dir / "table.md", tables_markdown(sections, title), written)
         _write(output_dir / "table.csv", tables_csv(sections), written)
         report = output_dir / "report.html"
-        _write(report, render_report(sections, series, plots, title, source), written)
+        _write(report, render_report(sections, series, plots, title, source, critical_html(list(critical))),
+               written)
     except OSError as err:
         raise CompareError(cannot_write("the comparison", output_dir, err)) from None
     return report, written
 
 
 def _log_compare_run(name: str, study: str | None, output_dir: Path, written: list[Path],
-                     sections: list[Section], include_smoke: bool, parent_run_id: str | None) -> None:
+                     sections: list[Section], include_smoke: bool, parent_run_id: str | None,
+                     started_ms: int) -> None:
     tags = part_tags(COMPARE, include_smoke)
     if study:
         tags.update(study_tags(study))
-    with tracked_run(COMPARE, tags, name, parent_run_id) as run:
+    # opened once the outputs exist (a compare that fails leaves no run), dated from when its work began
+    with tracked_run(COMPARE, tags, name, parent_run_id, start_ms=started_ms) as run:
         run.log_params({"study": study or "all", "output": str(output_dir)},
                        {"experiment": name, "include_smoke": str(include_smoke).lower()})
         compared = sum(len(s.runs) for s in sections)
@@ -137,6 +155,7 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     """Compare the experiment's (or one study's) runs: print the table, write plots, table.md, table.csv and
     report.html to output_dir, log them as artifacts of a `compare` run (child of parent_run_id if given).
     Returns the report's path. Raises CompareError (a GradaccError) when there is nothing to compare."""
+    started_ms = int(time.time() * 1000)  # the compare run's start: its Duration covers the reading and writing
     study = study or None
     (exp_id, name), = resolve_experiments(experiment)
     runs = load_runs(exp_id, study=study, parts=None, include_smoke=True, statuses=None)
@@ -171,14 +190,16 @@ def run_compare(experiment: str | None = None, study: str | None = None,
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = (f"From experiment {name!r} (id {exp_id}){', study ' + repr(study) if study else ''}: "
               f"{len(chosen)} runs in {len(sections)} setting(s); generated {now}.")
+    critical = critical_groups(runs)  # the critical part's children, where the experiment (study) has any
     output_dir = output_folder(output_dir, study, name)
     replaced = clear_previous(output_dir)
-    report, written = write_outputs(sections, series, output_dir, title, source)
+    report, written = write_outputs(sections, series, output_dir, title, source, critical)
     say(f"compare: {source}")
     print(tables_text(sections), end="")
     print(noise_summary_text(sections), end="")
+    print(critical_text(critical), end="")
     say(f"compare: report {report}; plots and tables in {output_dir}"
         + (f" (replacing the comparison written there {replaced})" if replaced else ""))
     if log:
-        _log_compare_run(name, study, output_dir, written, sections, include_smoke, parent_run_id)
+        _log_compare_run(name, study, output_dir, written, sections, include_smoke, parent_run_id, started_ms)
     return report

@@ -6,13 +6,9 @@ reused, as a sweep reuses its runs, and tagged with the new study."""
 from __future__ import annotations
 
 import hashlib
-import math
 
-import numpy as np
-
-from gradacc.analysis.critical import Fit, Point, fit, regime, sentence
+from gradacc.analysis.critical import Fit, Point, fit, noise_interval, regime, sentence
 from gradacc.analysis.plots.critical import TRADEOFF_PNG, UPDATES_PNG, plot_tradeoff, plot_updates
-from gradacc.analysis.uncertainty import half_width
 from gradacc.core.config import Protocol
 from gradacc.core.noise import status as noise_status
 from gradacc.names import CONFIG, CRITICAL, NOISE_SCALE, NOTE, VARIANT, part_tags, run_name, study_tags
@@ -59,16 +55,6 @@ def measure_child(protocol: Protocol, ctx: Context, target: float, given: dict[s
                              protocol, ctx, intro, lambda r, advance: run_critical(protocol, ctx, r, target, advance),
                              protocol.total_updates, experiment, parent_run_id)
     return result.summaries
-
-
-def noise_interval(values: list[float]) -> tuple[float, float, float] | None:
-    """B_noise as the mean of the runs' B_simple (K >= 2) with its 95% t interval; None without any."""
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
-        return None
-    mean, half = float(np.mean(values)), half_width(float(np.std(values, ddof=1)) if len(values) > 1 else
-                                                   float("nan"), len(values))
-    return mean, mean - half, mean + half
 
 
 def table(rows: list[tuple[Protocol, dict]], result: Fit | None) -> str:

@@ -79,6 +79,21 @@ def check_rejected(store, argv, code: int, contains: str):
     (["commmodel", "--overlap", "nan"], USAGE, "'--overlap': 'nan' is not a finite number"),
     (["commmodel", "--bucket-mb", "inf"], USAGE, "'--bucket-mb': 'inf' is not a finite number"),
     (["nonsense"], USAGE, "No such command 'nonsense'"),
+    # critical (gradacc/cli/critical.py): its list of K, the target, the epoch cap, the seeds of its repeats
+    (["critical", "--ks", "0,2"], USAGE, "'--ks': 0 is "),  # below the minimum, as click words it
+    (["critical", "--ks", "1,2.5"], USAGE, "'--ks': '2.5' is not a"),
+    (["critical", "--ks", "1,2,1"], USAGE, "'--ks': k=1 listed more than once"),
+    (["critical", "--ks", ","], USAGE, "give at least one k"),
+    (["critical", "--smoke", "--ks", "1,32"], FAILURE, "k=32 needs 2048 images"),
+    (["critical", "--target", "0"], USAGE, "'--target': 0 is not a positive finite number"),
+    (["critical", "--target", "-2"], USAGE, "'--target': -2 is not a positive finite number"),
+    (["critical", "--target", "inf"], USAGE, "'--target': inf is not a positive finite number"),
+    (["critical", "--target", "low"], USAGE, "'--target': 'low' is not a number"),
+    (["critical", "--epochs", "0"], USAGE, "'--epochs'"),
+    (["critical", "--repeats", "0"], USAGE, "'--repeats': 0 is "),
+    (["critical", "--smoke", "--repeats", "2", "--seed", str(2**64 - 1)], USAGE,
+     "with --repeats 2 the last seed would be 18446744073709551616, above torch.manual_seed's largest"),
+    (["critical", "--study", "all"], USAGE, "'all' is a keyword, not a study id"),
 ])
 def test_rejected_options(store, argv, code, contains):
     check_rejected(store, argv, code, contains)

@@ -14,7 +14,9 @@ from gradacc.analysis.plots.style import SIZE_IN, finish, plt
 UPDATES_PNG, TRADEOFF_PNG = "critical_updates.png", "critical_tradeoff.png"
 
 
-def _points(ax, points: list[Point], x_of, y_of) -> None:
+def _points(ax, points: list[Point], x_of, y_of, arrow_x: float = 1.0) -> None:
+    """Reached points filled; a lower bound hollow, its arrow pointing where its true value lies (up, and right
+    by `arrow_x` where x grows with S too)."""
     for reached, style in ((True, dict(color="C0", label="reached")),
                            (False, dict(facecolors="none", edgecolors="C3", label="not reached (lower bound)"))):
         chosen = [p for p in points if p.reached == reached]
@@ -24,7 +26,7 @@ def _points(ax, points: list[Point], x_of, y_of) -> None:
         ax.scatter(xs, ys, zorder=3, **style)
         if not reached:
             for x, y in zip(xs, ys):
-                ax.annotate("", (x, y * 1.4), (x, y), arrowprops=dict(arrowstyle="->", color="C3"))
+                ax.annotate("", (x * arrow_x, y * 1.4), (x, y), arrowprops=dict(arrowstyle="->", color="C3"))
 
 
 def _fit_label(fit: Fit | None) -> str:
@@ -45,7 +47,7 @@ def plot_updates(points: list[Point], fit: Fit | None, title: str, path: Path) -
         ax.plot(grid, s0 * batches.min() / grid, "--", color="grey", label="perfect scaling (S ∝ 1/B)")
     if fit is not None:
         ax.plot(grid, fit.updates_at(grid), color="C1", label="S = S_min + E_min / B")
-        ax.axvline(fit.b_crit, color="C1", alpha=0.4, linestyle=":")
+        ax.axvline(fit.b_crit, color="C1", alpha=0.4, linestyle=":", label="B_crit = E_min / S_min")
     _points(ax, points, lambda p: p.batch, lambda p: p.updates)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -62,7 +64,7 @@ def plot_tradeoff(points: list[Point], fit: Fit | None, title: str, path: Path) 
         ax.plot(fit.updates_at(grid), fit.images_at(grid), color="C1", label="(S/S_min - 1)(E/E_min - 1) = 1")
         ax.axvline(fit.s_min, color="grey", linestyle=":", label="S_min")
         ax.axhline(fit.e_min, color="grey", linestyle="--", label="E_min")
-    _points(ax, points, lambda p: p.updates, lambda p: p.updates * p.batch)
+    _points(ax, points, lambda p: p.updates, lambda p: p.updates * p.batch, arrow_x=1.4)  # S and E = B S bounds
     for p in points:
         ax.annotate(f"B={p.batch}", (p.updates, p.updates * p.batch), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")

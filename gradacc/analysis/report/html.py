@@ -89,15 +89,16 @@ def section_html(section: Section, series: pd.DataFrame, plots: dict[str, Path])
 
 
 def render_report(sections: list[Section], series: pd.DataFrame, plots: dict[str, dict[str, Path]],
-                  title: str, source: str) -> str:
-    """One self-contained HTML page: per setting its table, plots (inline PNG), discussion and runs."""
+                  title: str, source: str, appendix: str = "") -> str:
+    """One self-contained HTML page: per setting its table, plots (inline PNG), discussion and runs; then the
+    study-wide sections (the variants, and `appendix`: the critical batch size where critical runs exist)."""
     nav = ""
     if len(sections) > 1:
         nav = (f"<p>{len(sections)} settings, kept apart (never averaged together):</p><ul>" + "".join(
             f"<li><a href='#{esc(s.slug)}'>{esc(s.label)}</a> ({len(s.runs)} runs)</li>" for s in sections)
             + "</ul>")
     body = _fitting("\n".join(section_html(s, series, plots.get(s.slug, {})) for s in sections)
-                      + variants_html(sections))
+                      + variants_html(sections) + appendix)
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1><p class=meta>{esc(source)}</p>"
             f"<p class=meta>{esc(MEANING)}</p>"
