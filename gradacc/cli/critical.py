@@ -43,25 +43,19 @@ class PositiveFloat(click.ParamType):
 @common_options
 @variant_options
 @click.pass_context
-def critical(click_ctx, ks, target, repeats, force, study, epochs, seed, device, loader, threads, data_dir,
-             experiment, cuda_graphs, tf32, smoke, **variant):
+def critical(click_ctx, **options):
     """The critical batch size: each K trained with the protocol's update until the target loss (or the epoch
     cap, --epochs), updates and images to target logged per K, S_min, E_min and B_crit fitted to them
     (McCandlish et al. 2018) beside the gradient noise scale measured in the same runs."""
-    from gradacc.core.config import build_protocol
+    from gradacc.cli.request import build_request
     from gradacc.parts.context import prepare
-    from gradacc.study.critical import run_critical_study
-    from gradacc.study.run import given_params
-    if smoke and click_ctx.get_parameter_source("ks") == click.core.ParameterSource.DEFAULT:
-        ks = list(SMOKE_KS)
-    protocols = [build_protocol(k, epochs, s, loader, smoke, cuda_graphs, **variant)
-                 for s in range(seed, seed + repeats) for k in ks]
-    given = given_params(device, loader, threads, data_dir, smoke, cuda_graphs, epochs=epochs, seed=seed,
-                         tf32=tf32, **variant)
-    given.update(ks=",".join(map(str, ks)), target=str(target), repeats=str(repeats), force=str(force).lower(),
-                 study=study)
-    ctx = prepare(protocols, device, threads, data_dir, tf32)
-    run_critical_study(protocols, target, ctx, given, experiment, None if study in ("", "new") else study, force)
+    from gradacc.study.critical import PARENT_ONLY, run_critical_study
+    from gradacc.tracking.experiments import with_experiment_id
+    if options["smoke"] and click_ctx.get_parameter_source("ks") == click.core.ParameterSource.DEFAULT:
+        options["ks"] = SMOKE_KS
+    request = build_request(options, options["ks"], parent_only=PARENT_ONLY)
+    ctx = prepare(request.protocols, request.settings)
+    run_critical_study(with_experiment_id(request), options["target"], ctx)
 
 
 for _param in critical.params:  # the shared --epochs is this command's cap, with a cap's default

@@ -11,11 +11,12 @@ from gradacc.analysis.critical import Fit, Point, fit, noise_interval, regime, s
 from gradacc.analysis.plots.critical import TRADEOFF_PNG, UPDATES_PNG, plot_tradeoff, plot_updates
 from gradacc.core.config import Protocol
 from gradacc.core.noise import status as noise_status
+from gradacc.core.request import Request
 from gradacc.names import CONFIG, CRITICAL, NOISE_SCALE, NOTE, VARIANT, part_tags, run_name, study_tags
 from gradacc.parts.context import Context
 from gradacc.parts.critical import eval_every, run_critical
 from gradacc.study.console import say
-from gradacc.study.run import config_key, measure_tracked, what_is_measured
+from gradacc.study.run import Planned, config_key, measure_tracked, what_is_measured
 from gradacc.study.sweep import new_study_id
 from gradacc.tracking.runs import add_tags, client, find_finished_run, store_errors, tracked_run
 
@@ -39,21 +40,20 @@ def reused_summaries(protocol: Protocol, ctx: Context, target: float, exp_id: st
     return dict(metrics)
 
 
-def measure_child(protocol: Protocol, ctx: Context, target: float, given: dict[str, str], experiment: str | None,
-                  parent_run_id: str, study: str) -> dict[str, float]:
+def measure_child(protocol: Protocol, ctx: Context, target: float, request: Request,
+                  parent_run_id: str) -> dict[str, float]:
+    study = request.study
     name = run_name(CRITICAL, protocol.k, protocol.smoke)
     tags = {**part_tags(CRITICAL, protocol.smoke), CONFIG: child_key(protocol, ctx, target),
             VARIANT: protocol.variant, NOISE_SCALE: noise_status(protocol.noise_scale, protocol.k),
             **study_tags(study)}
-    intro = (f"{name}: {what_is_measured('converge', protocol, ctx)}, stopped once the eval-mode loss on the "
-             f"training subset's first images is <= {target:g} (evaluated every {eval_every(protocol)} updates), "
-             f"at most {protocol.epochs} epochs")
-    child_given = dict({k: v for k, v in given.items() if k not in PARENT_ONLY}, k=str(protocol.k),
-                       seed=str(protocol.seed))
-    result = measure_tracked(name, CRITICAL, tags, child_given, {**protocol.as_params(), **ctx.params(),
-                                                                  "target": str(target)},
-                             protocol, ctx, intro, lambda r, advance: run_critical(protocol, ctx, r, target, advance),
-                             protocol.total_updates, experiment, parent_run_id)
+    what = (f"{what_is_measured('converge', protocol, ctx)}, stopped once the eval-mode loss on the training "
+            f"subset's first images is <= {target:g} (evaluated every {eval_every(protocol)} updates), at most "
+            f"{protocol.epochs} epochs")
+    planned = Planned(name, CRITICAL, tags, request.child_params(protocol),
+                      {**protocol.as_params(), **ctx.params(), "target": str(target)}, protocol, what)
+    result = measure_tracked(planned, ctx, lambda r, advance: run_critical(protocol, ctx, r, target, advance),
+                             protocol.total_updates, request.experiment_id, parent_run_id)
     return result.summaries
 
 
@@ -71,20 +71,20 @@ def table(rows: list[tuple[Protocol, dict]], result: Fit | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_critical_study(protocols: list[Protocol], target: float, ctx: Context, given: dict[str, str],
-                       experiment: str | None = None, study: str | None = None, force: bool = False) -> str:
+def run_critical_study(request: Request, target: float, ctx: Context) -> str:
     """Every protocol's child run (or its reuse), then the fit, sentence, table and plots on the parent."""
-    study = study or new_study_id()
-    smoke = any(p.smoke for p in protocols)
+    request = request.in_study(request.study or new_study_id())
+    protocols, study, smoke = request.protocols, request.study, request.smoke
     tags = {**part_tags(CRITICAL, smoke), **study_tags(study)}
-    with tracked_run(CRITICAL + ("-smoke" if smoke else ""), tags, experiment) as parent:
-        parent.log_params(given, {**ctx.params(), "target": str(target)})
+    with tracked_run(CRITICAL + ("-smoke" if smoke else ""), tags, request.experiment_id) as parent:
+        parent.log_params(request.given_params(), {**ctx.params(), "target": str(target)})
         say(f"critical: study {study}, {len(protocols)} runs to a target loss of {target:g}")
         rows = []
         for protocol in protocols:
-            summaries = None if force else reused_summaries(protocol, ctx, target, parent.experiment_id, study)
+            summaries = None if request.force else reused_summaries(protocol, ctx, target, parent.experiment_id,
+                                                                    study)
             if summaries is None:
-                summaries = measure_child(protocol, ctx, target, given, experiment, parent.run_id, study)
+                summaries = measure_child(protocol, ctx, target, request, parent.run_id)
             rows.append((protocol, summaries))
         points = [Point(p.effective_batch, s["updates_to_target"], bool(s["target_reached"]), p.seed)
                   for p, s in rows]
