@@ -14,6 +14,7 @@ from gradacc.bench.noise import difference_interval, within_spread
 from gradacc.core.config import Protocol
 from gradacc.names import part_tags
 from gradacc.parts.context import Context
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.runs import tracked_run
 from gradacc.tracking.system_metrics import missing_package, monitoring, sample_cpu_s, sampling
 
@@ -28,7 +29,7 @@ def side_update_s(ctx: Context, protocol: Protocol, updates: int, monitored: boo
     last, so only the sampling itself falls inside the timed window. Monitored, also the CPU seconds of one
     sampling round, measured after the updates."""
     name = "bench-system-metrics-" + ("on" if monitored else "off")
-    with tracked_run(name, part_tags("bench", protocol.smoke), EXPERIMENT) as run:
+    with tracked_run(name, part_tags("bench", protocol.smoke), experiment_id(EXPERIMENT)) as run:
         with monitoring(run.run_id, monitored):
             update_s = update_time_s(ctx, protocol, updates)
         return update_s, sample_cpu_s(run.run_id) if monitored else None

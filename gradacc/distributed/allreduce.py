@@ -18,6 +18,7 @@ from gradacc.core.runtime import resolve_runtime
 from gradacc.distributed.launch import check_workers, launch
 from gradacc.names import ALLREDUCE, NOTE, part_tags, workers_run_name
 from gradacc.study.console import say
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.runs import print_link, tracked_run
 
 
@@ -122,7 +123,8 @@ def run_allreduce_job(workers: int, device: str, threads, min_kib: int, max_mib:
              "max_mib": str(max_mib), "warmup": str(warmup), "iters": str(iters)}
     resolved = {**figures["params"], "backend": figures["backend"], "sizes": str(len(sizes))}
     steps = [int(s) for s in sizes]
-    with tracked_run(workers_run_name(ALLREDUCE, workers, False), part_tags(ALLREDUCE, False), experiment) as run:
+    with tracked_run(workers_run_name(ALLREDUCE, workers, False), part_tags(ALLREDUCE, False),
+                     experiment_id(experiment)) as run:
         run.log_params(given, resolved)
         run.log_metrics({"allreduce_size_us": (steps, list(table["mean_s"] * 1e6)),
                          "algbw_size_gb_s": (steps, list(table["algbw_gb_s"])),

@@ -23,7 +23,7 @@ from gradacc.core.runtime import wants_cuda
 from gradacc.distributed.verify import table_lines
 from gradacc.names import VERIFY, part_tags, workers_run_name
 from gradacc.study.console import say
-from gradacc.tracking.experiments import experiment_id
+from gradacc.tracking.experiments import with_experiment_id
 from gradacc.tracking.runs import end_runs_left_running, print_link, tracked_run
 
 CORES_PER_WORKER_LIMIT = 4  # at most this many CPU workers per core: beyond, gloo jobs only thrash
@@ -166,7 +166,7 @@ def log_verify(figures: dict, job: dict, table: str) -> None:
                                  ("control_last", "control_last"))
                for kind in ("grad", "weight", "running")}
     metrics.update({f"test_accuracy_{k}": v for k, v in figures["accuracy"].items()})
-    with tracked_run(name, part_tags(VERIFY, smoke), experiment_id(request.experiment)) as run:
+    with tracked_run(name, part_tags(VERIFY, smoke), with_experiment_id(request).experiment_id) as run:
         run.log_params(request.given_params(), {**figures.get("params", {}), "updates": str(figures["updates"]),
                                       "workers": str(figures["workers"])})
         run.log_metrics({}, metrics)

@@ -23,7 +23,7 @@ from gradacc.distributed.verify import run_verify
 from gradacc.names import ALLREDUCE, BACKEND, CONFIG, DDP, part_tags, workers_run_name
 from gradacc.parts.context import Context, Result
 from gradacc.study.run import Planned, config_key, measure_tracked
-from gradacc.tracking.experiments import experiment_id
+from gradacc.tracking.experiments import with_experiment_id
 
 
 def stop_on_sigterm(signum, frame):
@@ -67,7 +67,7 @@ def train(job: dict, request: Request, ctx: Context, rank: int, world: int) -> N
     measure_tracked(Planned(name, DDP, tags, request.given_params(), resolved, protocol, what), ctx,
                     lambda result, advance: run_ddp(protocol, ctx, result, advance, rank, world,
                                                     job.get("straggle_ms", 0)),
-                    protocol.total_updates, experiment_id(request.experiment), started=started)
+                    protocol.total_updates, with_experiment_id(request).experiment_id, started=started)
 
 
 NOT_TRAINED_BY_VERIFY = ("epochs", "updates_per_epoch", "total_updates", "images_per_epoch", "warmup_epochs",

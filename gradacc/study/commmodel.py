@@ -20,6 +20,7 @@ from gradacc.core.errors import ConfigError, GradaccError
 from gradacc.names import ALLREDUCE, COMMMODEL, COMMMODEL_OUTPUT, NOTE, part_tags
 from gradacc.study.console import say
 from gradacc.study.folders import cannot_write, check_writable
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.results import load_runs, load_series
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
 
@@ -104,7 +105,7 @@ def run_commmodel(options: ModelOptions) -> Path:
         raise ModelError(cannot_write("the model's tables", folder, err)) from None
     print(notes + "\n" + summary_markdown(rows, best, best_measured=best_measured) + "\nReal DDP runs:\n"
           + check_markdown(checks))
-    with tracked_run(COMMMODEL, part_tags(COMMMODEL, inputs["smoke"]), o.experiment) as run:
+    with tracked_run(COMMMODEL, part_tags(COMMMODEL, inputs["smoke"]), experiment_id(o.experiment)) as run:
         # the options as given (None as auto); the card count auto resolved to as nics_per_node_resolved
         given = {key: "auto" if value is None else str(value).lower() if isinstance(value, bool) else value
                  for key, value in asdict(o).items() if key != "experiment"}

@@ -31,7 +31,7 @@ from gradacc.core.config import DEFAULT_KS
 from gradacc.names import ALLREDUCE, COMPARE, COMPARE_OUTPUT, NOTE, PARTS, part_tags, study_tags
 from gradacc.study.console import say
 from gradacc.study.folders import cannot_write, check_writable
-from gradacc.tracking.experiments import others_with_runs, where_else
+from gradacc.tracking.experiments import experiment_id, others_with_runs, where_else
 from gradacc.tracking.orphans import orphan_names
 from gradacc.tracking.results import load_runs, load_series, resolve_experiments, smoke_choice
 from gradacc.tracking.runs import copies_of, print_link, tracked_run
@@ -128,7 +128,7 @@ def _log_compare_run(name: str, study: str | None, output_dir: Path, written: li
     if study:
         tags.update(study_tags(study))
     # opened once the outputs exist (a compare that fails leaves no run), dated from when its work began
-    with tracked_run(COMPARE, tags, name, parent_run_id, start_ms=started_ms) as run:
+    with tracked_run(COMPARE, tags, experiment_id(name), parent_run_id, start_ms=started_ms) as run:
         run.log_params({"study": study or "all", "output": str(output_dir)},
                        {"experiment": name, "include_smoke": str(include_smoke).lower()})
         compared = sum(len(s.runs) for s in sections)

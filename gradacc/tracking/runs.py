@@ -19,7 +19,6 @@ from gradacc.core.errors import GradaccError, TrackingError
 from gradacc.names import CONFIG, FAILURE, HOST, PART, PID, SCHEMA, SCHEMA_VERSION, STUDY
 from gradacc.tracking.context import context_tags
 from gradacc.tracking.datasets import log_dataset_inputs
-from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
 from gradacc.tracking.redact import quiet_mlflow_links, redact
 from gradacc.tracking.store import bound_http_retries, describe, sqlite_path, wait_on_sqlite_locks
@@ -258,13 +257,13 @@ def series_csv(steps: list[int], values: list[float]) -> str:
 
 
 @contextmanager
-def tracked_run(run_name: str, tags: dict[str, str], exp_name: str | None = None,
-                parent_run_id: str | None = None, measures: bool = False, start_ms: int | None = None):
-    """Opens a run (the `mlflow run` one when this process has it and no parent is given, else a new one,
-    started at `start_ms` where its work began before it opens) and always closes it: FINISHED, KILLED on an
-    interrupt, FAILED on any error, which is re-raised. A run that `measures` carries MLflow's system metrics
+def tracked_run(run_name: str, tags: dict[str, str], exp_id: str, parent_run_id: str | None = None,
+                measures: bool = False, start_ms: int | None = None):
+    """Opens a run in experiment `exp_id`, resolved once by the caller (tracking/experiments.py): the `mlflow run`
+    one when this process has it and no parent is given, else a new one, started at `start_ms` where its work
+    began before it opens. Always closes it: FINISHED, KILLED on an interrupt, FAILED on any error, which is
+    re-raised. A run that `measures` carries MLflow's system metrics
     while they are switched on (tracking/system_metrics.py), the monitor stopped before the run ends."""
-    exp_id = experiment_id(exp_name)
     c = client()
     own = launcher_run_id() if parent_run_id is None else None
     all_tags = dict(tags, **{"mlflow.runName": run_name, SCHEMA: SCHEMA_VERSION,

@@ -13,8 +13,9 @@ SETTING = {"device_type": "cpu", "device_name": "Test CPU", "loader": "device", 
 
 
 def log_run(name: str, part: str, params: dict, series: dict, summaries: dict) -> None:
+    from gradacc.tracking.experiments import experiment_id
     from gradacc.tracking.runs import tracked_run
-    with tracked_run(name, {"gradacc.part": part, "gradacc.smoke": "false"}) as run:
+    with tracked_run(name, {"gradacc.part": part, "gradacc.smoke": "false"}, experiment_id(None)) as run:
         run.log_params({}, {**SETTING, **params})
         run.log_metrics({key: (list(range(len(v))), list(v)) for key, v in series.items()}, summaries)
 

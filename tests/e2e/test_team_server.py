@@ -117,13 +117,14 @@ def test_sweep_and_compare_over_http_as_a_user(team, data, tmp_path):
 WRITER = """
 import pathlib, sys, time
 from gradacc.names import PART
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.runs import tracked_run
 index, points, folder = int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
 (folder / f"ready-{index}").touch()
 deadline = time.monotonic() + 120
 while len(list(folder.glob("ready-*"))) < 4 and time.monotonic() < deadline:
     time.sleep(0.02)
-with tracked_run(f"writer-{index}", {PART: "writer"}, exp_name="team-writers") as run:
+with tracked_run(f"writer-{index}", {PART: "writer"}, experiment_id("team-writers")) as run:
     for first in range(0, points, 500):
         steps = list(range(first, min(first + 500, points)))
         run.log_metrics({"value": (steps, [index * 1e6 + s for s in steps])}, {})

@@ -17,9 +17,10 @@ POINTS = 2_500  # three log_batch calls of up to 1,000 points each, interleaved 
 # minutes of training that would only keep the four processes from writing at the same moment.
 WRITER = f"""
 import sys
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.runs import tracked_run
 n = int(sys.argv[1])
-with tracked_run(f"writer-{{n}}", {{"gradacc.part": "micro"}}, "together") as run:
+with tracked_run(f"writer-{{n}}", {{"gradacc.part": "micro"}}, experiment_id("together")) as run:
     run.log_params({{"k": str(n)}}, {{"effective_batch": str(64 * n)}})
     series = {{"micro_iter_ms": (list(range({POINTS})), [n + i / 1e4 for i in range({POINTS})])}}
     run.log_metrics(series, {{"micro_iter_ms_mean": float(n)}})

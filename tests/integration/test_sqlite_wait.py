@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from gradacc.core.errors import TrackingError
 from gradacc.tracking import store
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.runs import tracked_run
 from gradacc.tracking.store import describe
 
@@ -32,7 +33,7 @@ def hold_lock(db: str, seconds: float) -> subprocess.Popen:
 
 
 def test_mlflow_sessions_on_a_sqlite_store_wait_gradacc_s_busy_timeout(tracking_store):
-    with tracked_run("waits", {"gradacc.part": "micro"}) as run:
+    with tracked_run("waits", {"gradacc.part": "micro"}, experiment_id(None)) as run:
         sql_store = run.client._tracking_client.store
         with sql_store.ManagedSessionMaker() as session:  # the session MLflow's own writes use
             busy_ms = session.execute(text("PRAGMA busy_timeout")).scalar()
@@ -46,7 +47,7 @@ def test_a_write_past_the_busy_timeout_is_saved_locally_with_a_one_line_reason(t
     monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.5)
     monkeypatch.setenv("GRADACC_UNSENT_DIR", str(tmp_path / "unsent"))
     with pytest.raises(TrackingError, match="is saved in"):  # a run that would end FINISHED, saved locally
-        with tracked_run("locked", {"gradacc.part": "micro"}) as run:
+        with tracked_run("locked", {"gradacc.part": "micro"}, experiment_id(None)) as run:
             holder = hold_lock(store.sqlite_path(tracking_store), 3)
             start = time.monotonic()
             run.log_metrics({"loss": ([0, 1], [1.0, 0.5])}, {})

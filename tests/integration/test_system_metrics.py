@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from gradacc.core.errors import ConfigError
+from gradacc.tracking.experiments import experiment_id
 from gradacc.tracking.runs import tracked_run
 from gradacc.tracking.system_metrics import SAMPLING_INTERVAL_S, sampling, switch, switched_on
 
@@ -50,10 +51,11 @@ def test_the_monitor_stops_however_the_run_ends(switched, ending, status):
 
 
 def test_only_measuring_runs_while_switched_on(switched):
-    with tracked_run("sweep", {"gradacc.part": "sweep"}) as parent:  # a sweep's parent, compare, commmodel
+    # a sweep's parent, compare, commmodel
+    with tracked_run("sweep", {"gradacc.part": "sweep"}, experiment_id(None)) as parent:
         assert not monitor_threads()
     switch(False)
-    with tracked_run("micro-off", {"gradacc.part": "micro"}, measures=True) as off:
+    with tracked_run("micro-off", {"gradacc.part": "micro"}, experiment_id(None), measures=True) as off:
         assert not monitor_threads()
     for run_id in (parent.run_id, off.run_id):
         assert not [k for k in switched.get_run(run_id).data.metrics if k.startswith("system/")]
