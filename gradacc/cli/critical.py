@@ -30,8 +30,9 @@ class PositiveFloat(click.ParamType):
 
 
 @click.command()
-@click.option("--ks", type=KList(), default=",".join(map(str, DEFAULT_KS)), show_default=True,
-              help="Accumulation factors to run, comma-separated (with --smoke and this default: 1,2,4).")
+@click.option("--ks", type=KList(auto=True), default="auto", show_default=True,
+              help="Accumulation factors to run, comma-separated; auto: 1,2,4,8,16,32, with --smoke 1,2,4 (the smoke "
+                   "subset has no whole update for more).")
 @click.option("--target", type=PositiveFloat(), default=DEFAULT_TARGET, show_default=True,
               help="The loss to reach: mean cross-entropy, eval mode, on the training subset's first 512 images.")
 @click.option("--repeats", type=WholeNumber(1), default=1, show_default=True,
@@ -42,8 +43,7 @@ class PositiveFloat(click.ParamType):
               help="Study id to tag the runs with (reuse one to resume; new = a new id).")
 @common_options
 @variant_options
-@click.pass_context
-def critical(click_ctx, **options):
+def critical(**options):
     """The critical batch size: each K trained with the protocol's update until the target loss (or the epoch
     cap, --epochs), updates and images to target logged per K, S_min, E_min and B_crit fitted to them
     (McCandlish et al. 2018) beside the gradient noise scale measured in the same runs."""
@@ -51,9 +51,8 @@ def critical(click_ctx, **options):
     from gradacc.parts.context import prepare
     from gradacc.study.critical import PARENT_ONLY, run_critical_study
     from gradacc.tracking.experiments import with_experiment_id
-    if options["smoke"] and click_ctx.get_parameter_source("ks") == click.core.ParameterSource.DEFAULT:
-        options["ks"] = SMOKE_KS
-    request = build_request(options, options["ks"], parent_only=PARENT_ONLY)
+    ks = (SMOKE_KS if options["smoke"] else DEFAULT_KS) if options["ks"] == "auto" else options["ks"]
+    request = build_request(options, ks, parent_only=PARENT_ONLY)  # ks logged as given (auto), each child's k
     ctx = prepare(request.protocols, request.settings)
     run_critical_study(with_experiment_id(request), options["target"], ctx)
 

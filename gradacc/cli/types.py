@@ -77,13 +77,19 @@ class Threads(WholeNumber):
 
 
 class KList(click.ParamType):
-    """A comma-separated list of accumulation factors, e.g. 1,2,4,8."""
+    """A comma-separated list of accumulation factors, e.g. 1,2,4,8; with `auto`, also the word auto (the command
+    chooses: `mlflow run` passes every parameter, so a default that depends on another option must be a word)."""
 
     name = "k-list"
+
+    def __init__(self, auto: bool = False):
+        self.auto = auto
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
+        if self.auto and str(value).strip() == "auto":
+            return "auto"
         parts = [p for p in str(value).split(",") if p.strip()]
         if not parts:
             self.fail("give at least one k", param, ctx)

@@ -86,3 +86,17 @@ def test_a_second_study_reuses_the_finished_children(first, store):
 ])
 def test_bad_input_is_one_line(store, argv, contains):
     assert_one_error_line(run_cli(["critical", "--smoke", *argv]), contains)
+
+
+@pytest.mark.slow
+def test_mlflow_run_s_default_ks_fit_the_smoke_subset(store):
+    """`mlflow run -e critical -P smoke=true` passes every parameter, ks too: its default, auto, is the smoke
+    subset's K (1, 2, 4) there, not the full form's 1..32 (K=32 has no whole update in 1,024 images)."""
+    from tests.support.e2e import mlflow_run
+    proc = mlflow_run(CRITICAL, {"smoke": "true", "threads": "1", "target": "1e9"}, "critical-mlflow-run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exp = store["client"].get_experiment_by_name("critical-mlflow-run")
+    runs = store["client"].search_runs([exp.experiment_id])
+    parent, = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.params["ks"] == "auto" and parent.info.status == "FINISHED"
+    assert sorted(r.data.params["k"] for r in runs if r is not parent) == ["1", "2", "4"]
