@@ -24,7 +24,8 @@ from gradacc.distributed.verify import table_lines
 from gradacc.names import VERIFY, part_tags, workers_run_name
 from gradacc.study.console import say
 from gradacc.tracking.experiments import with_experiment_id
-from gradacc.tracking.runs import end_runs_left_running, print_link, tracked_run
+from gradacc.tracking.orphans import end_runs_left_running
+from gradacc.tracking.runs import print_link, tracked_run
 
 CORES_PER_WORKER_LIMIT = 4  # at most this many CPU workers per core: beyond, gloo jobs only thrash
 SHOWN_PREFIXES = ("ddp-w", "runs:")  # worker lines passed through; the rest goes to the log

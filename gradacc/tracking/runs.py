@@ -16,12 +16,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from gradacc.core.errors import GradaccError, TrackingError
-from gradacc.names import CONFIG, FAILURE, HOST, PART, PID, SCHEMA, SCHEMA_VERSION, STUDY
+from gradacc.names import CONFIG, FAILURE, HOST, PART, PID, SCHEMA, SCHEMA_VERSION
 from gradacc.tracking.context import context_tags
 from gradacc.tracking.datasets import log_dataset_inputs
 from gradacc.tracking.offline import ROOT_ENV, SavedRun
 from gradacc.tracking.redact import quiet_mlflow_links, redact
-from gradacc.tracking.store import bound_http_retries, describe, sqlite_path, wait_on_sqlite_locks
+from gradacc.tracking.store import bound_http_retries, describe
 from gradacc.tracking.system_metrics import monitoring, switched_on
 
 UI_ENV = "GRADACC_UI_URL"  # where the UI of a local store runs (`mlflow ui` takes any free port)
@@ -198,30 +198,6 @@ def find_finished_run(exp_id: str, config_key: str) -> str | None:
 def add_tags(run_id: str, tags: dict[str, str]) -> None:
     with store_errors(f"tagging run {run_id}"):
         client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-
-def end_runs_left_running(study: str | None, reason: str, run_ids: list[str] | None = None) -> list[str]:
-    """Ends KILLED, with `reason` as gradacc.failure, every run of `study` (or of `run_ids`) still RUNNING; returns
-    their names. Only for runs no live process writes to: a process killed outright (SIGKILL) leaves its run
-    RUNNING forever."""
-    if study is None and not run_ids:
-        return []
-    path = sqlite_path(mlflow.get_tracking_uri())
-    if path and not os.path.exists(path):  # nothing was written, and a search would create the store
-        return []
-    if path:
-        wait_on_sqlite_locks()
-    c = client()
-    with store_errors(f"ending the runs {'of study ' + study if study else ', '.join(run_ids or [])} left RUNNING"):
-        if study is not None:
-            exp_ids = [e.experiment_id for e in c.search_experiments()]
-            left = c.search_runs(exp_ids, f"tags.`{STUDY}.{study}` = '1' and attributes.status = 'RUNNING'")
-        else:
-            left = [run for run in map(c.get_run, run_ids or []) if run.info.status == "RUNNING"]
-        for run in left:
-            c.log_batch(run.info.run_id, tags=[RunTag(FAILURE, reason[:4000])])
-            c.set_terminated(run.info.run_id, status="KILLED")
-    return [run.info.run_name for run in left]
 
 
 def time_metric_writes(uri: str, values: int) -> tuple[float, float]:
