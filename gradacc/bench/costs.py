@@ -21,7 +21,7 @@ COMMAND = ("gradacc.cli", "gradacc.distributed.spread", "gradacc.parts.context",
            "gradacc.study.run", "gradacc.study.sweep")  # what `gradacc sweep` imports before it measures
 # (module, function, kind): looked up at call time by their callers, so that replacing them here takes effect
 STEPS = (("gradacc.parts.context", "prepare", "data"),
-         ("gradacc.tracking.runs", "experiment_id", "store"),
+         ("gradacc.tracking.experiments", "experiment_id", "store"),
          ("gradacc.study.run", "measure_runs", RUNS),
          ("gradacc.study.sweep", "draw_plots", "per-run PNGs"),
          ("gradacc.study.compare", "run_compare", "compare"))

@@ -22,7 +22,8 @@ from gradacc.core.timing import NO_TIMER, Timer
 from gradacc.parts.context import Context, Result
 from gradacc.parts.update import run_update_part
 from gradacc.study.run import RUNNERS, environment_text, execute
-from gradacc.tracking.runs import experiment_id, time_metric_writes
+from gradacc.tracking.experiments import experiment_id
+from gradacc.tracking.runs import time_metric_writes
 
 
 def _sync(device: torch.device) -> None:

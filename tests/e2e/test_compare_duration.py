@@ -27,5 +27,6 @@ def test_the_compare_run_spans_the_comparison(tmp_path):
         folder = tmp_path / "store" / "compare-output" / "experiment-spans"
         outputs = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file()]
         assert outputs
-        assert started * 1000 <= run.info.start_time <= min(outputs) * 1000  # before the first output is written
-        assert max(outputs) * 1000 <= run.info.end_time <= ended * 1000  # after the last
+        ms = [int(t * 1000) for t in (started, min(outputs), max(outputs), ended)]  # MLflow's times: whole ms
+        assert ms[0] <= run.info.start_time <= ms[1]  # before the first output is written
+        assert ms[2] <= run.info.end_time <= ms[3]  # after the last

@@ -27,8 +27,11 @@ def store(tmp_path):
 def test_ctrl_c_under_mlflow_run_ends_killed_with_exit_130(store, launcher):
     args = LAUNCHERS[launcher] + ["run", str(REPO_ROOT), "--env-manager", "local", "-e", "converge",
                                   "--experiment-name", "ctrl-c", "-P", "k=4", "-P", "smoke=true", "-P", "threads=1"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=subprocess_env(), start_new_session=True)  # a job of its own, as a shell starts it
+    # a job of its own, as a shell starts it in the foreground: SIGINT at its default action, even where this test
+    # runs in a background job (a non-interactive shell's `&` starts it with SIGINT ignored, and a Python started
+    # so keeps ignoring it: neither MLflow nor the hook would then see a Ctrl-C)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(proc, store, "ctrl-c", lambda runs: runs and "total_updates" in runs[0].data.params)  # training
     err = finish(proc, signal.SIGINT, group=True)  # the terminal's Ctrl-C: every process of the job gets it
     assert "gradacc: interrupted; what was measured is logged, the run ends KILLED" in err, err

@@ -11,6 +11,7 @@ import pytest
 
 import gradacc.parts.converge
 import gradacc.study.run
+import gradacc.tracking.experiments
 import gradacc.tracking.runs
 from gradacc.names import NOTE
 from tests.support.e2e import all_runs, error_lines, history, module_store, run_cli
@@ -50,8 +51,8 @@ def artifacts(store, run_id: str) -> set[str]:
 
 
 def test_at_start_up_no_run_is_claimed(store, monkeypatch):
-    real = gradacc.tracking.runs.experiment_id
-    monkeypatch.setattr(gradacc.tracking.runs, "experiment_id", signalled(signal.SIGINT, real))
+    real = gradacc.tracking.experiments.experiment_id  # resolved once, before the first run opens
+    monkeypatch.setattr(gradacc.tracking.experiments, "experiment_id", signalled(signal.SIGINT, real))
     result, new, ours = run_with(store, "sig-startup")
     assert result.code == 130 and new == []
     assert ours == ["gradacc: interrupted before any run began: nothing was measured or logged"]

@@ -37,7 +37,8 @@ def switched(tracking_store, monkeypatch):
                                             (KeyboardInterrupt, "KILLED")])
 def test_the_monitor_stops_however_the_run_ends(switched, ending, status):
     with pytest.raises(ending) if ending else contextlib.nullcontext():
-        with tracked_run(f"micro-{status.lower()}", {"gradacc.part": "micro"}, measures=True) as run:
+        name = f"micro-{status.lower()}"
+        with tracked_run(name, {"gradacc.part": "micro"}, experiment_id(None), measures=True) as run:
             assert monitor_threads(), "the monitor samples while the run is open"
             time.sleep(0.2)  # far shorter than the sampling interval: only the first and the last sample
             if ending:
