@@ -129,12 +129,21 @@ def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] <= b[1] and b[0] <= a[1]
 
 
+BEYOND = 10  # a fitted B_crit more than this many times the largest batch is no measurement of one
+
+
 def sentence(result: Fit | None, batches_by_k: dict[int, int], noise: tuple[float, float, float] | None) -> str:
     """The report's sentence: B_crit with its interval beside B_noise (mean, low, high) and whether they agree
     within their intervals; which K are in the perfect-scaling regime; censored points that contradict the fit."""
     if result is None:
         return ("The critical batch size is not determined: the reached points do not give a positive S_min and "
                 "E_min (fewer than two batch sizes reached the target, or S does not fall with B).")
+    largest = max(batches_by_k.values(), default=0)
+    if largest and result.b_crit > BEYOND * largest:  # S fell as 1/B at every batch: the bend lies past them all
+        return (f"B_crit is beyond the batches measured (the fit puts it at {result.b_crit:.3g} images, more than "
+                f"{BEYOND} times the largest, B={largest}): S fell as 1/B throughout, so no bend was seen and "
+                f"B_noise{'' if noise is None else f' = {noise[0]:.0f}'} is not judged against it; every K is in "
+                "the perfect-scaling regime.")
     b_crit = f"B_crit = {result.b_crit:.0f}"
     if "b_crit" in result.interval:
         low, high = result.interval["b_crit"]

@@ -77,3 +77,12 @@ def test_sentence_agreement_and_perfect_scaling_k():
     assert "disagree" in apart
     assert "not judged" in sentence(Fit(S_MIN, E_MIN), batches, (70.0, 60.0, 90.0))
     assert "No K is in the perfect" in sentence(result, {4: 32}, None)
+
+
+def test_a_bend_beyond_every_batch_measured_is_said_so_not_printed_as_a_figure():
+    """Exactly perfect scaling (the smoke data's) fits S_min near 0 and B_crit near 2e18: that is no B_crit."""
+    result = Fit(1e-15, 2048.0, {"b_crit": (1e17, 1e19)}, "pairs")
+    words = sentence(result, {1: 64, 2: 128, 4: 256}, (300.0, 200.0, 400.0))
+    assert words.startswith("B_crit is beyond the batches measured") and "B=256" in words
+    assert "agree" not in words and "B_noise = 300 is not judged" in words
+    assert "beyond" not in sentence(Fit(S_MIN, E_MIN), {1: 8, 2: 16}, None)  # B_crit 64 < 10 x 16
