@@ -117,12 +117,15 @@ class Training:
         if time.monotonic() - self.last_sent >= LIVE_EVERY_S:
             self.live(self.progress_points())
 
+    def progress(self, u: int) -> dict[str, float]:
+        """Where update u (0-based) leaves the run on each PROGRESS axis: epochs (fractional), images done, its lr."""
+        return {"epoch": (u + 1) / self.protocol.updates_per_epoch,
+                "images_seen": (u + 1) * self.protocol.effective_batch, "lr": self.lrs[u]}
+
     def progress_points(self) -> list[tuple]:
-        """epoch (fractional), images_seen and lr of the updates not handed on yet."""
-        upe, batch = self.protocol.updates_per_epoch, self.protocol.effective_batch
-        points = [point for u in range(self.progress_sent, len(self.ended_ms)) for point in
-                  (("epoch", (u + 1) / upe, self.ended_ms[u], u), ("images_seen", (u + 1) * batch, self.ended_ms[u], u),
-                   ("lr", self.lrs[u], self.ended_ms[u], u))]
+        """epoch, images_seen and lr of the updates not handed on yet."""
+        points = [(key, value, self.ended_ms[u], u) for u in range(self.progress_sent, len(self.ended_ms))
+                  for key, value in self.progress(u).items()]
         self.progress_sent, self.last_sent = len(self.ended_ms), time.monotonic()
         return points
 
@@ -164,10 +167,8 @@ class Training:
             self.record.keep_partial(self.sums, self.protocol.k)
         self.live(self.progress_points() + self.loss_points())  # an epoch cut short: its updates, their times
         result.series.update(self.record.series())
-        upe, batch = self.protocol.updates_per_epoch, self.protocol.effective_batch
-        done = range(1, len(self.ended_ms) + 1)
-        result.series.update(epoch=series_from([u / upe for u in done]),
-                             images_seen=series_from([u * batch for u in done]), lr=series_from(self.lrs[:len(done)]))
+        done = [self.progress(u) for u in range(len(self.ended_ms))]
+        result.series.update({key: series_from([point[key] for point in done]) for key in PROGRESS})
         if self.parallel is not None:
             self.parallel.close(result)
         if self.snapshots is not None:
