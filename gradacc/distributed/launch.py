@@ -156,10 +156,9 @@ def make_job(mode: str, request: Request, local_workers: int | None = None, **ex
             **extra}
 
 
-def log_verify(figures: dict, job: dict, table: str) -> None:
-    """The verify figures as a run of their own (`verify-wN`): the resolved protocol and environment as params,
-    metrics, and the table as verify.txt."""
-    request = Request.from_json(job["request"])
+def log_verify(figures: dict, request: Request, table: str) -> None:
+    """The verify figures as a run of their own (`verify-wN`): the options as given and the resolved protocol and
+    environment as params, metrics, and the table as verify.txt."""
     smoke = request.smoke
     name = workers_run_name(VERIFY, figures["workers"], smoke)
     metrics = {f"{kind}_rel_diff_{when}": figures[key][f"{kind}_rel_diff"]
@@ -187,7 +186,7 @@ def run_verify_job(request: Request, updates: int) -> dict:
     figures = json.loads((folder / "result.json").read_text())
     table = "\n".join(table_lines(figures))
     print(table)
-    log_verify(figures, job, table + "\n")
+    log_verify(figures, request, table + "\n")
     if figures["first"]["grad_rel_diff"] >= figures["tolerance"]:
         raise VerifyFailed(f"first-update gradients differ by {figures['first']['grad_rel_diff']:.2e} "
                            f">= {figures['tolerance']:.0e}")
