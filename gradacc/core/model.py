@@ -1,16 +1,17 @@
-"""The protocol's model (torchvision ResNet-18, standard stem, 10 classes) and its SGD optimizer."""
+"""The protocol's model (torchvision's ResNet-18, standard stem, 10 classes: core/resnet.py builds it without
+importing torchvision) and its SGD optimizer."""
 from __future__ import annotations
 
 import torch
-import torchvision
 
 from gradacc.core.config import Protocol
+from gradacc.core.resnet import resnet18
 
 
 def build_model(seed: int, device: torch.device) -> torch.nn.Module:
     """A fresh ResNet-18 whose initial weights depend on the seed alone (seeded right before it is built)."""
     torch.manual_seed(seed)
-    return torchvision.models.resnet18(num_classes=10).to(device)
+    return resnet18(num_classes=10).to(device)
 
 
 def build_optimizer(model: torch.nn.Module, protocol: Protocol) -> torch.optim.Optimizer:
