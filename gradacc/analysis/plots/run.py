@@ -27,8 +27,10 @@ LABELS = {
 
 def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path: Path,
              window: tuple[int, int] | None = None) -> Path:
-    """A column of panels, one per series; `window` shades the steps that a summary averages over."""
-    names = [n for n in series if series[n][0]]
+    """A column of panels, one per series of two or more points; `window` shades the steps that a summary averages
+    over. A one-point series (an epoch series of a one-epoch run) is a number, not a curve: it is among the run's
+    metrics, and its panel cost a quarter of a short run's figure. Where no series has two points, each is drawn."""
+    names = [n for n in series if len(series[n][0]) >= 2] or [n for n in series if series[n][0]]
     fig, axes = plt.subplots(len(names) or 1, 1, figsize=(7, 2.6 * max(len(names), 1)), squeeze=False, dpi=DPI)
     for ax, name in zip(axes[:, 0], names):
         steps, values = series[name]
@@ -42,7 +44,9 @@ def plot_run(title: str, series: dict[str, tuple[list[int], list[float]]], path:
             ax.axhline(mean, color="tab:red", lw=1, ls="--", label=f"mean {mean:.4g}")
             # above the panel, right of its title: inside, it covered the last points (where a run ends)
             ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=2, frameon=False, fontsize=8, borderaxespad=0.2)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # five ticks a side: each tick is a text to lay out twice (margins, then the save), the figure's main cost
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
         if max(steps) - min(steps) < 2:  # a step or two: room for whole-number ticks around them
             ax.set_xlim(min(steps) - 1, max(steps) + 1)
         ax.set_xlabel(xlabel)
