@@ -28,6 +28,7 @@ class BenchOptions:
     batches: int = 200
     updates: int = 40
     tracking_epochs: int = 1
+    tracking_blocks: int = 2
     e2e_epochs: int = 1
     e2e_ks: tuple[int, ...] = (1, 2, 4, 8)
     log_values: int = 800
@@ -67,7 +68,8 @@ def run_bench(options: BenchOptions) -> None:
             given = dict(device=o.device, loader="device", threads=str(o.threads), data_dir=settings.data_dir,
                          smoke=str(o.smoke).lower(), cuda_graphs="false", k="1", epochs=str(o.tracking_epochs),
                          seed=str(tracked.seed))  # what `gradacc converge` logs as given
-            emit(bench_tracking(ctx, Request((tracked,), settings, tuple(given.items())), "converge", 1))
+            emit(bench_tracking(ctx, Request((tracked,), settings, tuple(given.items())), "converge",
+                                o.tracking_blocks))
     if "logging" in chosen:
         emit(bench_logging(o.log_values))
     if "noise" in chosen:

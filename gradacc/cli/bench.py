@@ -31,6 +31,9 @@ def _lines(value: str) -> tuple[str, ...]:
               help="K=1 updates timed with each stream.")
 @click.option("--tracking-epochs", type=click.IntRange(1), default=1, show_default=True,
               help="Epochs of the K=1 converge run timed tracked and bare (ABBA).")
+@click.option("--tracking-blocks", type=click.IntRange(1), default=2, show_default=True,
+              help="Blocks of converge runs (bare, tracked, tracked, bare) of the tracking line; two or more give "
+                   "its interval.")
 @click.option("--e2e-epochs", type=click.IntRange(1), default=1, show_default=True,
               help="Epochs of the end-to-end study on both sides (5 = the full protocol).")
 @click.option("--seeds", "bench_seeds", type=click.IntRange(2), default=5, show_default=True,
