@@ -74,3 +74,14 @@ class ResNet18(nn.Module):
 
 def resnet18(num_classes: int = 10) -> ResNet18:
     return ResNet18(num_classes)
+
+
+def as_torchvision(model: ResNet18) -> nn.Module:
+    """The same weights and buffers in torchvision's own ResNet, on the CPU, in eval mode: what --log-model logs,
+    so that a user with torchvision but not gradacc loads it. Imports torchvision (only a run that keeps its model
+    pays it); built under a forked RNG, so that the weights it draws leave torch's RNG as it was."""
+    import torchvision
+    with torch.random.fork_rng(devices=[]):
+        twin = torchvision.models.resnet18(num_classes=model.fc.out_features)
+    twin.load_state_dict(model.state_dict())  # strict: every key, every shape
+    return twin.eval()
