@@ -23,7 +23,7 @@ COMMAND = ("gradacc.cli", "gradacc.distributed.spread", "gradacc.parts.context",
 STEPS = (("gradacc.parts.context", "prepare", "data"),
          ("gradacc.tracking.experiments", "experiment_id", "store"),
          ("gradacc.study.run", "measure_runs", RUNS),
-         ("gradacc.study.sweep", "draw_plots", "per-run PNGs"),
+         ("gradacc.study.sweep", "finish_drawing", "per-run PNGs"),
          ("gradacc.study.compare", "run_compare", "compare"))
 KINDS = ("start", "imports", "data", "store", "runs' tracking", "per-run PNGs", "compare", "exit", "other")
 

@@ -38,6 +38,7 @@ from gradacc.parts.together import run_together
 from gradacc.parts.update import run_update_part
 from gradacc.study.console import progress_bar, say
 from gradacc.study.deferred import signals_held
+from gradacc.study.figures import PlotsLater
 from gradacc.tracking.datasets import subset_record
 from gradacc.tracking.live import LiveWriter
 from gradacc.tracking.orphans import missing_plot
@@ -83,10 +84,10 @@ def subset_inputs(protocol: Protocol, ctx: Context, parts) -> list[dict]:
 
 
 def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Context,
-                 name: str | None = None, plots_later: list | None = None) -> None:
+                 name: str | None = None, plots_later: PlotsLater | None = None) -> None:
     """Metrics (series + summaries, batched), the series as CSV, the run's plot and environment.txt. With
-    `plots_later` (a sweep), the plot is not drawn now but appended there as a callable that draws and logs it:
-    the sweep draws them after its last configuration, so none waits between two measurements."""
+    `plots_later` (a sweep's study/figures.PlotsLater), the plot is not drawn now but put off there: the sweep draws
+    them after its last configuration (or beside the next), so none waits between two measurements."""
     run.log_metrics(result.series, result.summaries)
     if result.model is not None:
         run.log_model(result.model)
@@ -105,7 +106,7 @@ def write_result(run: TrackedRun, result: Result, protocol: Protocol, ctx: Conte
         run.log_files(files, writers=[plot])
         return
     run.log_files(files)
-    plots_later.append(lambda: run.log_files({}, writers=[plot]))
+    plots_later.append(run, plot)
 
 
 def plot_if_missing(run_id: str, exp_id: str, part: str) -> bool:
@@ -124,19 +125,6 @@ def plot_if_missing(run_id: str, exp_id: str, part: str) -> bool:
     with signals_held():
         TrackedRun(run_id, exp_id).log_files({}, writers=[plot])
     return True
-
-
-def draw_plots(plots_later: list) -> None:
-    """The plots a sweep put off (write_result), each logged to its run, which has ended by now; a plot that
-    cannot be drawn or logged costs one line, not the study (its series are logged as CSV already). A signal
-    waits until they are all logged: each belongs to a run that has ended already."""
-    with signals_held():
-        for draw in plots_later:
-            try:
-                draw()
-            except Exception as err:  # noqa: BLE001 - derived from what is logged; the sweep goes on
-                say(f"a run's plot could not be drawn or logged: {type(err).__name__}: {err}".splitlines()[0])
-        plots_later.clear()
 
 
 HEADLINES = (("micro_iter_ms_mean", "micro-iteration {:.4g} ms"), ("update_time_s_mean", "update {:.4g} s"),
@@ -168,7 +156,7 @@ class Planned:
 
 
 def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, length: int, exp_id: str,
-                 parent_run_id: str | None = None, plots_later: list | None = None, timed: bool = True,
+                 parent_run_id: str | None = None, plots_later: PlotsLater | None = None, timed: bool = True,
                  started=None) -> list[Result]:
     """Tracked runs around one `measure(results, advance)` (a progress bar of `length` steps) that fills a Result per
     run and returns, per run, the error that stopped that run alone (None: it finished); seeds trained together
@@ -228,7 +216,7 @@ def measure_runs(planned: list[Planned], ctx: Context, intro: str, measure, leng
 
 
 def measure_tracked(planned: Planned, ctx: Context, measure, length: int, exp_id: str,
-                    parent_run_id: str | None = None, plots_later: list | None = None, started=None) -> Result:
+                    parent_run_id: str | None = None, plots_later: PlotsLater | None = None, started=None) -> Result:
     """One tracked run around `measure(result, advance)` (see `measure_runs`); its intro is its name and what."""
     def measure_one(results: list[Result], advance) -> list[None]:
         measure(results[0], advance)
@@ -263,7 +251,7 @@ def what_is_measured(part: str, protocol: Protocol, ctx: Context) -> str:
 
 
 def execute(part: str, protocol: Protocol, ctx: Context, request: Request, parent_run_id: str | None = None,
-            tags: dict[str, str] | None = None, plots_later: list | None = None) -> Result:
+            tags: dict[str, str] | None = None, plots_later: PlotsLater | None = None) -> Result:
     """One tracked run of `part` of `protocol` (one of the request's), into the request's experiment; whatever was
     measured is logged even when the run fails or is interrupted. With the request's `log_model`, a run that trained
     every epoch also logs its model (mlflow.pytorch), beside its metrics."""
@@ -279,7 +267,7 @@ def execute(part: str, protocol: Protocol, ctx: Context, request: Request, paren
 
 
 def execute_together(protocols: list[Protocol], ctx: Context, request: Request, parent_run_id: str | None = None,
-                     tags: dict[str, str] | None = None, plots_later: list | None = None) -> list[Result]:
+                     tags: dict[str, str] | None = None, plots_later: PlotsLater | None = None) -> list[Result]:
     """The converge runs of several seeds of one protocol trained together (gradacc/parts/together.py): one run per
     seed, as a solo run of that seed but tagged with the group's seeds and with no timings. A seed that diverges
     ends its run FAILED and the others go on; then Diverged names it."""

@@ -19,8 +19,9 @@ from gradacc.core.request import Request
 from gradacc.names import NOTE, STUDY, SWEEP, WORLD_SIZE, part_tags, study_tags
 from gradacc.parts.context import Context
 from gradacc.study.console import say
+from gradacc.study.figures import PlotsLater, finish_drawing
 from gradacc.study.plan import Config, Together, assign, configurations, run_count, seed_labels
-from gradacc.study.run import config_key, draw_plots, execute, execute_together, plot_if_missing, subset_inputs
+from gradacc.study.run import config_key, execute, execute_together, plot_if_missing, subset_inputs
 from gradacc.tracking.orphans import end_orphans
 from gradacc.tracking.runs import add_tags, copies_of, find_finished_run, one_line, print_link, tracked_run
 
@@ -103,11 +104,14 @@ def reason(err: BaseException) -> str:
 
 
 def run_share(configs: list[Config | Together], ctx: Context, request: Request, parent_run_id: str, outcome: Outcome,
-              tags: dict[str, str] | None = None, keep_failure: bool = False) -> Outcome:
+              tags: dict[str, str] | None = None, keep_failure: bool = False,
+              plots: PlotsLater | None = None) -> Outcome:
     """Runs (or reuses) each configuration as a child of the parent, in the request's experiment and study. A
     failure propagates (the run ends FAILED), or with `keep_failure` stops this share and is kept in the outcome:
-    the other ranks of a spread sweep go on."""
-    plots_later: list = []  # the runs' PNGs, drawn after the last configuration, not between two
+    the other ranks of a spread sweep go on. The runs' PNGs are drawn after the last configuration, not between
+    two: with `plots`, by a child process while the caller goes on (it then calls study/figures.finish_drawing);
+    without, here before returning."""
+    plots_later = plots or PlotsLater(overlap=ctx.runtime.is_cuda)
     try:
         for index, unit in enumerate(configs):
             try:
@@ -129,8 +133,12 @@ def run_share(configs: list[Config | Together], ctx: Context, request: Request, 
                 say(f"sweep: {outcome.failure()}; rank 0 reports it at the end")
                 break
             outcome.ran += seed_labels(config)
+            plots_later.configuration_done()
     finally:
-        draw_plots(plots_later)
+        if plots is None:
+            finish_drawing(plots_later)
+        else:
+            plots_later.start()
     return outcome
 
 
@@ -208,18 +216,22 @@ def run_sweep(request: Request, ctx: Context, after=None, together: bool = False
             + (f" over {world} processes" if world > 1 else "") + f", {len(reused)} reused")
         for rank, share in enumerate(shares if world > 1 else []):
             say(f"sweep: rank {rank} runs " + (", ".join(unit.label for unit in share) or "nothing"))
-        outcome = run_share(shares[0], ctx, request, parent.run_id, Outcome(0, reused=reused), ranks.tags(0),
-                            keep_failure=world > 1)
-        outcomes, lost = ranks.gather(outcome)
-        line = ranks.failure_line(outcomes, lost)
-        anything = any(o.ran or o.reused for o in outcomes)
+        plots = PlotsLater(overlap=ctx.runtime.is_cuda)
         try:
-            close_parent(parent, request, outcomes, after if anything else None,
-                         spread=f", spread over {world} processes" if world > 1 else "")
-        except GradaccError as err:
-            if line is None:
-                raise
-            line += f"; compare: {reason(err)}"
+            outcome = run_share(shares[0], ctx, request, parent.run_id, Outcome(0, reused=reused), ranks.tags(0),
+                                keep_failure=world > 1, plots=plots)
+            outcomes, lost = ranks.gather(outcome)
+            line = ranks.failure_line(outcomes, lost)
+            anything = any(o.ran or o.reused for o in outcomes)
+            try:  # compare, while a child process draws the runs' PNGs
+                close_parent(parent, request, outcomes, after if anything else None,
+                             spread=f", spread over {world} processes" if world > 1 else "")
+            except GradaccError as err:
+                if line is None:
+                    raise
+                line += f"; compare: {reason(err)}"
+        finally:
+            finish_drawing(plots)
         if line:
             raise ranks.Failed(line)  # the parent ends FAILED with this line as its gradacc.failure
     return request.study
