@@ -1,21 +1,16 @@
-"""The protocol's model (torchvision's ResNet-18, standard stem, 10 classes: core/resnet.py builds it without
-importing torchvision) and its SGD optimizer."""
+"""The protocol's model (torchvision ResNet-18, standard stem, 10 classes) and its SGD optimizer."""
 from __future__ import annotations
 
-# torch._dynamo: torch.optim imports it when the first optimizer is built (Optimizer.__init__ runs add_param_group
-# through torch._disable_dynamo), about 1.1 s on a 2-core EPYC. Imported with this module, so that it is paid at
-# start-up as before, not inside the first run's measured wall_time_s. (torchvision's import used to pull it in.)
 import torch
-import torch._dynamo  # noqa: F401
+import torchvision
 
 from gradacc.core.config import Protocol
-from gradacc.core.resnet import resnet18
 
 
 def build_model(seed: int, device: torch.device) -> torch.nn.Module:
     """A fresh ResNet-18 whose initial weights depend on the seed alone (seeded right before it is built)."""
     torch.manual_seed(seed)
-    return resnet18(num_classes=10).to(device)
+    return torchvision.models.resnet18(num_classes=10).to(device)
 
 
 def build_optimizer(model: torch.nn.Module, protocol: Protocol) -> torch.optim.Optimizer:

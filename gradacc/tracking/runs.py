@@ -121,20 +121,19 @@ class TrackedRun:
         self.log_points(metrics)
 
     def log_model(self, model) -> None:
-        """The trained model as an MLflow model (`model/`; `mlflow.pytorch.load_model` reads it back), as
-        torchvision's own ResNet class with the trained weights: it loads where torchvision is installed and
-        gradacc is not. MLflow's log_model writes to the active run: this one, resumed for the call (its end sets
-        FINISHED, which the run's own end then sets again). The requirements are given, not inferred: inference
-        loads the model again in a subprocess."""
+        """The trained model as an MLflow model (`model/`; `mlflow.pytorch.load_model` reads it back): torchvision's
+        ResNet class, so it loads where torch and torchvision are installed and gradacc is not. MLflow's log_model
+        writes to the active run: this one, resumed for the call (its end sets FINISHED, which the run's own end
+        then sets again). The requirements are given, not inferred: inference loads the model again in a
+        subprocess."""
+        import copy
         from importlib.metadata import version
 
         import mlflow.pytorch  # MLflow's torch flavour: only for a run that keeps its model
         import numpy as np
-
-        from gradacc.core.resnet import as_torchvision  # torch: tracking/ loads without it until a model is logged
         # pickled, as Lightning's checkpoints are: MLflow 3.17's default ('pt2') traces a graph fixed to the
         # example's batch size; on the CPU, so that a machine with no GPU loads it
-        model = as_torchvision(model)
+        model = copy.deepcopy(model).cpu().eval()
         example = np.zeros((2, 3, 32, 32), dtype=np.float32)
         requirements = [f"{name}=={version(name)}" for name in ("torch", "torchvision")]
         with store_errors(f"logging the model of run {self.run_id}"), mlflow.start_run(run_id=self.run_id):
