@@ -93,4 +93,8 @@ def main(argv=None) -> None:
         terminated = isinstance(err, Terminated) or isinstance(err.__context__, Terminated)
         click.echo(f"gradacc: {'terminated' if terminated else 'interrupted'}{_what_was_kept()}", err=True)
         sys.exit(143 if terminated else 130)
+    finally:  # the store a command began making beside its imports: never outlives it, nor stays unused
+        new_store = sys.modules.get("gradacc.tracking.new_store")
+        if new_store is not None:
+            new_store.finish()
     sys.exit(code if isinstance(code, int) else 0)

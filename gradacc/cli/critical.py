@@ -47,6 +47,8 @@ def critical(**options):
     """The critical batch size: each K trained with the protocol's update until the target loss (or the epoch
     cap, --epochs), updates and images to target logged per K, S_min, E_min and B_crit fitted to them
     (McCandlish et al. 2018) beside the gradient noise scale measured in the same runs."""
+    from gradacc.tracking import new_store
+    new_store.start()  # a new sqlite store made beside the imports below (cli/__init__.py main finishes it)
     from gradacc.cli.request import build_request
     from gradacc.parts.context import prepare
     from gradacc.study.critical import PARENT_ONLY, run_critical_study

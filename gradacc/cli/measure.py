@@ -14,6 +14,8 @@ from gradacc.names import COMPARE_OUTPUT, DEFAULT_PARTS, PARTS
 
 def run_part(part: str, options: dict) -> None:
     """One tracked run of `part`: the request built from the options, the data loaded, the experiment resolved."""
+    from gradacc.tracking import new_store
+    new_store.start()  # a new sqlite store made beside the imports below (cli/__init__.py main finishes it)
     from gradacc.parts.context import prepare
     from gradacc.study.run import execute
     from gradacc.tracking.experiments import with_experiment_id
@@ -84,6 +86,9 @@ def sweep(click_ctx, **options):
     """The study: each part for each k as child runs of one parent run, in one process or, under torchrun (or
     with --gpus), spread over the processes, one GPU each. Configurations already measured by the same code are
     reused, not run again."""
+    from gradacc.tracking import new_store
+    if options["gpus"] == 1:  # (with --gpus, the ranks open the store)
+        new_store.start()  # a new sqlite store made beside the imports below (cli/__init__.py main finishes it)
     from gradacc.distributed.spread import torchrun_world
     from gradacc.parts.context import prepare
     from gradacc.study.compare import check_output_folder, run_compare

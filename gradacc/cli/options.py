@@ -1,6 +1,8 @@
 """The options that several commands share (defaults = the protocol), as decorators."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from gradacc.cli.types import Threads, WholeNumber
@@ -73,9 +75,12 @@ def noise_option(func):
 
 def _switch_system_metrics(_ctx, _param, value: bool) -> bool:
     """Sets MLflow's system-metrics switch as the option says, for this process and the ones it starts (DDP
-    workers, a spread sweep's ranks); on without psutil fails here, before any run starts."""
-    from gradacc.tracking.system_metrics import switch
-    switch(value)
+    workers, a spread sweep's ranks); on without psutil fails here, before any run starts. Off where the user's
+    environment does not set it is MLflow's default: then MLflow (a second to import) is not imported while the
+    options are read, and a command starts its work (tracking/new_store.py's child) a second sooner."""
+    if value or os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING") is not None:  # MLflow's own switch
+        from gradacc.tracking.system_metrics import switch
+        switch(value)
     return value
 
 

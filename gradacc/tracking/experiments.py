@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from gradacc.core.errors import GradaccError, TrackingError
 from gradacc.core.request import Request
 from gradacc.names import DEFAULT_EXPERIMENT_ID, EXPERIMENT_KIND, PART
+from gradacc.tracking.new_store import adopt
 from gradacc.tracking.redact import redact
 from gradacc.tracking.sqlite_check import check_sqlite_store
 from gradacc.tracking.store import bound_http_retries, describe, sqlite_path, store_lock
@@ -86,6 +87,7 @@ def resolve_experiments(experiment: str | Sequence[str] | None = None, create: b
         check_sqlite_store(redact(uri), sqlite_path(uri), writes=create)
     try:
         with store_lock(uri):  # the first access creates a sqlite store: one process at a time
+            adopt(uri)  # or moves into place the one this command made beside its imports (new_store.py)
             c = MlflowClient()
             return [_resolve_one(c, None if ref is None else str(ref), create) for ref in refs]
     except GradaccError:
