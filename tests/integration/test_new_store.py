@@ -13,8 +13,10 @@ from tests.support.e2e import isolated_store, run_cli
 
 
 @pytest.fixture
-def fresh(tmp_path):
-    """A folder with no store yet, MLFLOW_TRACKING_URI a new sqlite file in it, cwd there."""
+def fresh(tmp_path, monkeypatch):
+    """A folder with no store yet, MLFLOW_TRACKING_URI a new sqlite file in it, cwd there; this process taken
+    for a command that has MLflow still to import (as `python -m gradacc` has when its options are parsed)."""
+    monkeypatch.setattr(new_store, "_imports_ahead", lambda: True)
     with isolated_store(tmp_path):
         yield tmp_path
         new_store.finish()  # a failed assertion leaves no child running into the next test
@@ -47,11 +49,15 @@ def test_a_command_that_ends_before_its_first_access_leaves_nothing(fresh, when)
     assert list(fresh.iterdir()) == []
 
 
-def test_an_existing_store_or_a_server_starts_no_child(fresh, monkeypatch):
+def test_an_existing_store_a_server_or_mlflow_imported_starts_no_child(fresh, monkeypatch):
     (fresh / "mlflow.db").touch()
     new_store.start()
     assert new_store.CHILD is None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    new_store.start()
+    assert new_store.CHILD is None
+    monkeypatch.undo()  # this process as it is, MLflow imported: the child would only be stopped
+    (fresh / "mlflow.db").unlink()
     new_store.start()
     assert new_store.CHILD is None
 
