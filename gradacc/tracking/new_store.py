@@ -28,7 +28,8 @@ def _tracking_uri() -> str | None:
         return sys.modules["mlflow"].get_tracking_uri()
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    if os.path.isdir("mlruns") and any(e.name.isdigit() for e in os.scandir("mlruns")):
+    if os.path.isdir("mlruns") and any(e.name.isdigit() and os.path.lexists(os.path.join(e.path, "meta.yaml"))
+                                       for e in os.scandir("mlruns")):  # a file store's experiments, as MLflow checks
         return None
     return "sqlite:///mlflow.db"
 

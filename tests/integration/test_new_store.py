@@ -4,11 +4,13 @@ outlives it."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from gradacc.tracking import new_store
 from gradacc.tracking.experiments import resolve_experiments
+from gradacc.tracking.store import sqlite_path
 from tests.support.e2e import isolated_store, run_cli
 
 
@@ -69,3 +71,20 @@ def test_help_and_bad_input_start_no_child(fresh, monkeypatch, argv):
     result = run_cli(argv)
     assert result.code == (0 if "--help" in argv else 2)
     assert started == [] and list(fresh.iterdir()) == []
+
+
+@pytest.mark.parametrize("mlruns", ["none", "artifacts only", "a file store"])
+def test_the_uri_guessed_without_mlflow_is_mlflows(fresh, monkeypatch, mlruns):
+    """The default store as MLflow resolves it (no MLFLOW_TRACKING_URI): ./mlflow.db, unless ./mlruns holds a file
+    store's experiments (a sqlite store's artifacts in ./mlruns/0 do not count)."""
+    import mlflow
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    if mlruns != "none":
+        (fresh / "mlruns" / "0").mkdir(parents=True)
+    if mlruns == "a file store":
+        (fresh / "mlruns" / "0" / "meta.yaml").write_text("name: Default\n")
+    theirs = sqlite_path(mlflow.get_tracking_uri())
+    monkeypatch.delitem(sys.modules, "mlflow")  # as the command has it when its options are parsed
+    ours = sqlite_path(new_store._tracking_uri() or "")
+    expected = None if mlruns == "a file store" else str(fresh / "mlflow.db")
+    assert (ours and os.path.abspath(ours)) == theirs == expected
