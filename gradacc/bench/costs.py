@@ -78,6 +78,9 @@ def main() -> None:
         sys.exit("usage: python -m gradacc.bench.costs --out FILE <gradacc arguments>")
     out, args = Path(sys.argv[2]), sys.argv[3:]
     watch = Stopwatch()
+    if args[:1] == ["sweep"]:  # as `gradacc sweep` does once its options are parsed, before it imports its floors
+        from gradacc.tracking import new_store
+        new_store.start()  # a new sqlite store made beside the imports (tracking/new_store.py)
     install(watch)
     sys.argv = ["gradacc", *args]  # as the process's own command line: cli/heap.py's policy applies
     try:
