@@ -111,7 +111,7 @@ def run_share(configs: list[Config | Together], ctx: Context, request: Request, 
     the other ranks of a spread sweep go on. The runs' PNGs are drawn after the last configuration, not between
     two: with `plots`, by a child process while the caller goes on (it then calls study/figures.finish_drawing);
     without, here before returning."""
-    plots_later = plots or PlotsLater(overlap=ctx.runtime.is_cuda)
+    plots_later = plots if plots is not None else PlotsLater(overlap=ctx.runtime.is_cuda)
     try:
         for index, unit in enumerate(configs):
             try:
