@@ -23,9 +23,7 @@ WAIT_S = 60  # a child that has not made the store by then (it takes seconds) is
 def _tracking_uri() -> str | None:
     """The tracking URI as MLflow will resolve it, without importing MLflow (a second or more): its variable, else
     its default, `sqlite:///mlflow.db` in the working directory (None: MLflow would keep a file store in an
-    ./mlruns that holds experiments; nothing to make then). An MLflow already imported is asked."""
-    if "mlflow" in sys.modules:
-        return sys.modules["mlflow"].get_tracking_uri()
+    ./mlruns that holds experiments; nothing to make then). Asked only while MLflow is not imported (`start`)."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     if os.path.isdir("mlruns") and any(e.name.isdigit() and os.path.lexists(os.path.join(e.path, "meta.yaml"))
