@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gradacc.study.console import say
 from gradacc.study.deferred import signals_held
+from gradacc.tracking.runs import copies_of
 
 CHILD_WAIT_S = 300  # a child that has not drawn its plots by then is stopped, and they are drawn here
 
@@ -85,8 +86,9 @@ def finish_drawing(plots: PlotsLater) -> None:
     """Waits for the children, then logs every plot to its run (which has ended by now), drawing here what no child
     drew. A plot that cannot be drawn or logged costs one line, not the study (its series are logged as CSV
     already). A signal waits until they are all logged."""
-    plots.drawing.append((None, Path(tempfile.mkdtemp(prefix="gradacc-plots-")), plots.waiting))
-    plots.waiting = []
+    if plots.waiting:  # never given to a child: drawn here
+        plots.drawing.append((None, Path(tempfile.mkdtemp(prefix="gradacc-plots-")), plots.waiting))
+        plots.waiting = []
     deadline = time.monotonic() + CHILD_WAIT_S
     with signals_held():
         for pid, folder, batch in plots.drawing:
@@ -97,8 +99,7 @@ def finish_drawing(plots: PlotsLater) -> None:
                 try:
                     if not (folder / f"{index}.done").exists():  # a half-drawn file is drawn over
                         plot(root)
-                    run.log_files({}, writers=[lambda target, drawn=root: shutil.copytree(drawn, target,
-                                                                                           dirs_exist_ok=True)])
+                    run.log_files({}, writers=[copies_of([p for p in root.rglob("*") if p.is_file()], root)])
                 except Exception as err:  # noqa: BLE001 - derived from what is logged; the sweep goes on
                     say(f"a run's plot could not be drawn or logged: {type(err).__name__}: {err}".splitlines()[0])
             shutil.rmtree(folder, ignore_errors=True)
