@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -44,7 +45,11 @@ def test_bench_prints_every_line_with_its_ratio(smoke_bench):
     assert "CUDA-graph floor: skipped (needs CUDA)" in result.out
     assert "1 torch threads" in result.err  # the threads it used are printed
     tracking = lines[2]
-    assert tracking["goal"] == "<= 1.01" and "fixed cost of tracking" in tracking["note"]
+    assert tracking["goal"] == "<= 1.01" and "2 block(s) of A B B A" in tracking["note"]
+    extra = float(re.search(r"fixed cost of tracking is (-?[\d.]+) ± [\d.]+ s per run", tracking["note"]).group(1))
+    assert extra == pytest.approx(tracking["a"] - tracking["b"], abs=0.006)  # the blocks' mean difference
+    outside = float(re.search(r"Outside its loop a tracked run took ([\d.]+) s", tracking["note"]).group(1))
+    assert 0 < outside < tracking["a"]  # a part of the tracked run's wall: what its own loop did not take
     noise = lines[4]
     assert "K=4, 2 pair(s) of trainings of 4 updates, interleaved update by update (A B B A)" in noise["note"]
     assert "8 paired updates" in noise["note"] and "% of the update time (goal < 2%: " in noise["note"]
